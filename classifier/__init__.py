@@ -1,0 +1,1 @@
+"""The LeNet-style detector trained on per-pixel log-likelihood maps."""

@@ -1,0 +1,17 @@
+"""Settings of the LeNet-style detector and its evaluation (paper: Adam 1e-3, 25 epochs)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+    """Training and evaluation settings of the detector."""
+
+    epochs: int = 25
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    balance: str = "class_weights"  # how real/fake imbalance is handled in training
+    bootstrap_samples: int = 1000  # resamples over videos for the 95% intervals
+    seed: int = 0

@@ -1,0 +1,1 @@
+"""FaceForensics++ layout, splits, dlib face crops, TFRecord schemas, synthetic data."""

@@ -1,0 +1,1 @@
+"""Thin absl binaries, one per pipeline stage, and the experiment configurations."""
