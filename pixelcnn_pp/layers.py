@@ -1,0 +1,403 @@
+"""Weight-normalised, causally shifted layers of PixelCNN++.
+
+Follows Salimans, Karpathy, Chen & Kingma, "PixelCNN++: Improving the PixelCNN with
+Discretized Logistic Mixture Likelihood and Other Modifications" (ICLR 2017) and the
+layer definitions of its reference TF1 code (openai/pixel-cnn), re-written for TF2 /
+Keras 3:
+
+* Every convolution, transposed convolution and 1x1 ("nin") layer is weight-normalised
+  (Salimans & Kingma, 2016): parameters ``V`` (init N(0, 0.05)), ``g`` (ones, one per
+  output channel) and ``b`` (zeros); the kernel is ``g * V / ||V||`` with the norm taken
+  over every axis but the output-channel axis.
+* Data-dependent initialisation: inside :func:`data_dependent_init_scope`, each layer
+  normalises its own pre-activation on the batch it sees (``g <- g * s``,
+  ``b <- b - m * s``, ``s = init_scale / sqrt(var + 1e-10)``) and recomputes its output
+  with the new parameters, so later layers see normalised inputs.
+* Causality comes from padding ("shifted" convolutions) and from ``down_shift`` /
+  ``right_shift``; all tensors are channels-last ``[B, H, W, C]``.
+
+Variables are kept in float32; the computation runs in the layer's Keras compute dtype
+(so a ``mixed_bfloat16`` / ``mixed_float16`` policy works), with the weight-normalised
+kernel formed in float32 and then cast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+_DDI_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def data_dependent_init_scope() -> Iterator[None]:
+    """Within this scope, weight-normalised layers re-initialise g and b on their input.
+
+    Run exactly one forward pass (eagerly) on the initialisation batch inside the scope;
+    every weight-normalised layer it touches sets its g and b from the moments of its
+    own pre-activation output and returns the recomputed output.
+    """
+    previous = getattr(_DDI_STATE, "active", False)
+    _DDI_STATE.active = True
+    try:
+        yield
+    finally:
+        _DDI_STATE.active = previous
+
+
+def _ddi_active() -> bool:
+    return getattr(_DDI_STATE, "active", False)
+
+
+class _WeightNormLayer(keras.layers.Layer):
+    """Base class: owns V, g, b, the weight-norm kernel and the data-dependent init.
+
+    Subclasses implement ``_v_shape``, ``_norm_axes``, ``_g_shape`` and ``_linear``
+    (the raw linear map with the normalised kernel, plus bias), and may override
+    ``_prepare`` (causal padding before) and ``_finish`` (cropping after).
+    """
+
+    def __init__(self, filters: int, init_scale: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if filters <= 0:
+            raise ValueError(f"filters must be a positive integer, got {filters}.")
+        self.filters = int(filters)
+        self.init_scale = float(init_scale)
+        # Moments (mean, variance) of the recomputed pre-activation from the last
+        # data-dependent init run eagerly; for inspection and tests.
+        self.init_moments: tuple[np.ndarray, np.ndarray] | None = None
+
+    # -- parameters --------------------------------------------------------------
+    def _v_shape(self, in_channels: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _norm_axes(self) -> list[int]:
+        raise NotImplementedError
+
+    def _g_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        in_channels = input_shape[-1]
+        if in_channels is None:
+            raise ValueError(f"{self.name}: the channel dimension of the input must be known.")
+        self.V = self.add_weight(
+            name="V",
+            shape=self._v_shape(int(in_channels)),
+            initializer=keras.initializers.RandomNormal(0.0, 0.05),
+            dtype="float32",
+            autocast=False,
+        )
+        self.g = self.add_weight(
+            name="g", shape=(self.filters,), initializer="ones", dtype="float32", autocast=False
+        )
+        self.b = self.add_weight(
+            name="b", shape=(self.filters,), initializer="zeros", dtype="float32", autocast=False
+        )
+
+    def kernel(self) -> tf.Tensor:
+        """The weight-normalised kernel g * V / ||V||, in the compute dtype."""
+        v = tf.convert_to_tensor(self.V.value)
+        g = tf.reshape(tf.convert_to_tensor(self.g.value), self._g_shape())
+        w = (
+            g
+            * v
+            * tf.math.rsqrt(tf.reduce_sum(tf.square(v), axis=self._norm_axes(), keepdims=True))
+        )
+        return tf.cast(w, self.compute_dtype)
+
+    def bias(self) -> tf.Tensor:
+        return tf.cast(tf.convert_to_tensor(self.b.value), self.compute_dtype)
+
+    # -- forward -----------------------------------------------------------------
+    def _prepare(self, x: tf.Tensor) -> tf.Tensor:
+        return x
+
+    def _linear(self, x: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def _finish(self, y: tf.Tensor) -> tf.Tensor:
+        return y
+
+    def _data_dependent_init(self, x: tf.Tensor) -> None:
+        y = tf.cast(self._linear(x), tf.float32)
+        axes = list(range(len(y.shape) - 1))
+        mean, var = tf.nn.moments(y, axes=axes)
+        scale = self.init_scale * tf.math.rsqrt(var + 1e-10)
+        self.g.assign(self.g * scale)
+        self.b.assign(self.b - mean * scale)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        x = self._prepare(x)
+        if _ddi_active():
+            self._data_dependent_init(x)
+        y = self._linear(x)
+        if _ddi_active() and tf.executing_eagerly():
+            mean, var = tf.nn.moments(tf.cast(y, tf.float32), axes=list(range(len(y.shape) - 1)))
+            self.init_moments = (mean.numpy(), var.numpy())
+        return self._finish(y)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"filters": self.filters, "init_scale": self.init_scale})
+        return config
+
+
+class WNDense(_WeightNormLayer):
+    """Weight-normalised 1x1 layer ("nin"): dense over the last (channel) axis.
+
+    ``[..., C_in] -> [..., filters]``.
+    """
+
+    def _v_shape(self, in_channels: int) -> tuple[int, ...]:
+        return (in_channels, self.filters)
+
+    def _norm_axes(self) -> list[int]:
+        return [0]
+
+    def _g_shape(self) -> tuple[int, ...]:
+        return (1, self.filters)
+
+    def _linear(self, x: tf.Tensor) -> tf.Tensor:
+        # A 2-D matmul is the fastest channel contraction on CPU and under XLA.
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [-1, x.shape[-1]])
+        y = tf.matmul(flat, self.kernel()) + self.bias()
+        return tf.reshape(y, tf.concat([shape[:-1], [self.filters]], axis=0))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+
+class WNConv2D(_WeightNormLayer):
+    """Weight-normalised VALID 2-D convolution, ``[B,H,W,C] -> [B,H',W',filters]``."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Sequence[int] = (3, 3),
+        strides: Sequence[int] = (1, 1),
+        init_scale: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(filters, init_scale=init_scale, **kwargs)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+
+    def _v_shape(self, in_channels: int) -> tuple[int, ...]:
+        return (*self.kernel_size, in_channels, self.filters)
+
+    def _norm_axes(self) -> list[int]:
+        return [0, 1, 2]
+
+    def _g_shape(self) -> tuple[int, ...]:
+        return (1, 1, 1, self.filters)
+
+    def _linear(self, x: tf.Tensor) -> tf.Tensor:
+        y = tf.nn.conv2d(x, self.kernel(), strides=(1, *self.strides, 1), padding="VALID")
+        return tf.nn.bias_add(y, self.bias())
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "strides": self.strides})
+        return config
+
+
+class WNConv2DTranspose(_WeightNormLayer):
+    """Weight-normalised VALID transposed convolution.
+
+    ``[B,H,W,C] -> [B, s_h*H + k_h - 1, s_w*W + k_w - 1, filters]`` (the reference code's
+    VALID target shape). V has shape ``[k_h, k_w, filters, C]``; its norm is over all
+    axes but the output-channel axis (axis 2).
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Sequence[int] = (3, 3),
+        strides: Sequence[int] = (1, 1),
+        init_scale: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(filters, init_scale=init_scale, **kwargs)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+
+    def _v_shape(self, in_channels: int) -> tuple[int, ...]:
+        return (*self.kernel_size, self.filters, in_channels)
+
+    def _norm_axes(self) -> list[int]:
+        return [0, 1, 3]
+
+    def _g_shape(self) -> tuple[int, ...]:
+        return (1, 1, self.filters, 1)
+
+    def _linear(self, x: tf.Tensor) -> tf.Tensor:
+        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        h, w = x.shape[1], x.shape[2]
+        dyn = tf.shape(x)
+        out_h = sh * h + kh - 1 if h is not None else sh * dyn[1] + kh - 1
+        out_w = sw * w + kw - 1 if w is not None else sw * dyn[2] + kw - 1
+        out_shape = tf.stack([dyn[0], out_h, out_w, self.filters])
+        y = tf.nn.conv2d_transpose(
+            x, self.kernel(), out_shape, strides=(1, sh, sw, 1), padding="VALID"
+        )
+        return tf.nn.bias_add(y, self.bias())
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "strides": self.strides})
+        return config
+
+
+# -- causal shifts ------------------------------------------------------------------
+def down_shift(x: tf.Tensor) -> tf.Tensor:
+    """Shifts ``[B,H,W,C]`` down by one row: a zero row on top, the last row dropped."""
+    return tf.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
+
+
+def right_shift(x: tf.Tensor) -> tf.Tensor:
+    """Shifts ``[B,H,W,C]`` right by one column: a zero column left, the last dropped."""
+    return tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]])[:, :, :-1]
+
+
+def concat_elu(x: tf.Tensor) -> tf.Tensor:
+    """``elu(concat([x, -x], channels))``: ``[..., C] -> [..., 2C]``."""
+    return tf.nn.elu(tf.concat([x, -x], axis=-1))
+
+
+class DownShiftedConv2D(WNConv2D):
+    """Convolution that sees only rows above and the current row's neighbourhood.
+
+    Kernel ``(k_h, k_w)`` (2x3 by default, k_w odd): pads ``k_h - 1`` rows on top and
+    ``(k_w - 1) / 2`` columns on each side, then a VALID (optionally strided) conv.
+    With stride 1 the output keeps the input's H and W.
+    """
+
+    def __init__(self, filters: int, kernel_size: Sequence[int] = (2, 3), **kwargs) -> None:
+        super().__init__(filters, kernel_size=kernel_size, **kwargs)
+        if self.kernel_size[1] % 2 != 1:
+            raise ValueError(f"DownShiftedConv2D needs an odd kernel width, got {kernel_size}.")
+
+    def _prepare(self, x: tf.Tensor) -> tf.Tensor:
+        kh, kw = self.kernel_size
+        side = (kw - 1) // 2
+        return tf.pad(x, [[0, 0], [kh - 1, 0], [side, side], [0, 0]])
+
+
+class DownRightShiftedConv2D(WNConv2D):
+    """Convolution that sees only rows above and columns to the left (inclusive).
+
+    Kernel ``(k_h, k_w)`` (2x2 by default): pads ``k_h - 1`` rows on top and ``k_w - 1``
+    columns on the left, then a VALID (optionally strided) conv.
+    """
+
+    def __init__(self, filters: int, kernel_size: Sequence[int] = (2, 2), **kwargs) -> None:
+        super().__init__(filters, kernel_size=kernel_size, **kwargs)
+
+    def _prepare(self, x: tf.Tensor) -> tf.Tensor:
+        kh, kw = self.kernel_size
+        return tf.pad(x, [[0, 0], [kh - 1, 0], [kw - 1, 0], [0, 0]])
+
+
+class DownShiftedConv2DTranspose(WNConv2DTranspose):
+    """Transposed counterpart of :class:`DownShiftedConv2D` (kernel 2x3 by default).
+
+    VALID transposed conv, then crops the last ``k_h - 1`` rows and ``(k_w - 1) / 2``
+    columns on each side, so a stride-2 layer maps ``[B,H,W,C] -> [B,2H,2W,filters]``.
+    """
+
+    def __init__(self, filters: int, kernel_size: Sequence[int] = (2, 3), **kwargs) -> None:
+        super().__init__(filters, kernel_size=kernel_size, **kwargs)
+        if self.kernel_size[1] % 2 != 1:
+            raise ValueError(
+                f"DownShiftedConv2DTranspose needs an odd kernel width, got {kernel_size}."
+            )
+
+    def _finish(self, y: tf.Tensor) -> tf.Tensor:
+        kh, kw = self.kernel_size
+        side = (kw - 1) // 2
+        rows = tf.shape(y)[1] - (kh - 1)
+        cols = tf.shape(y)[2] - side
+        return y[:, :rows, side:cols, :]
+
+
+class DownRightShiftedConv2DTranspose(WNConv2DTranspose):
+    """Transposed counterpart of :class:`DownRightShiftedConv2D` (kernel 2x2 by default).
+
+    VALID transposed conv, then crops the last ``k_h - 1`` rows and ``k_w - 1`` columns.
+    """
+
+    def __init__(self, filters: int, kernel_size: Sequence[int] = (2, 2), **kwargs) -> None:
+        super().__init__(filters, kernel_size=kernel_size, **kwargs)
+
+    def _finish(self, y: tf.Tensor) -> tf.Tensor:
+        kh, kw = self.kernel_size
+        rows = tf.shape(y)[1] - (kh - 1)
+        cols = tf.shape(y)[2] - (kw - 1)
+        return y[:, :rows, :cols, :]
+
+
+class GatedResnet(keras.layers.Layer):
+    """Gated residual block of PixelCNN++.
+
+    ``c = conv(concat_elu(x), F)``; with an auxiliary input ``a``:
+    ``c += nin(concat_elu(a), F)``; ``c = dropout(concat_elu(c))`` (training only);
+    ``c = conv(c, 2F, init_scale=0.1)``; ``(p, q) = split(c)``; returns
+    ``x + p * sigmoid(q)``. ``x``: ``[B,H,W,F]``; ``a``: ``[B,H,W,C_a]`` or None.
+
+    Args:
+      filters: F, the channel count of x (and of the output).
+      conv: the shifted convolution class (``DownShiftedConv2D`` or
+        ``DownRightShiftedConv2D``); both convs use its default kernel.
+      use_aux: whether the block takes the auxiliary input ``a``.
+      dropout_rate: element-wise dropout rate applied in training only.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        conv: type[WNConv2D],
+        use_aux: bool = False,
+        dropout_rate: float = 0.5,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+        self.filters = int(filters)
+        self.use_aux = bool(use_aux)
+        self.dropout_rate = float(dropout_rate)
+        self.conv1 = conv(self.filters, name="conv1")
+        self.aux = WNDense(self.filters, name="aux_nin") if self.use_aux else None
+        self.dropout = (
+            keras.layers.Dropout(self.dropout_rate, name="dropout")
+            if self.dropout_rate > 0
+            else None
+        )
+        self.conv2 = conv(2 * self.filters, init_scale=0.1, name="conv2")
+
+    def call(self, x: tf.Tensor, a: tf.Tensor | None = None, training: bool | None = None):
+        if self.use_aux != (a is not None):
+            raise ValueError(
+                f"{self.name} was built with use_aux={self.use_aux} but called with "
+                f"a={'None' if a is None else 'a tensor'}."
+            )
+        c = self.conv1(concat_elu(x))
+        if a is not None:
+            c = c + self.aux(concat_elu(a))
+        c = concat_elu(c)
+        if self.dropout is not None:
+            c = self.dropout(c, training=training)
+        c = self.conv2(c)
+        p, q = tf.split(c, 2, axis=-1)
+        return x + p * tf.sigmoid(q)
+
+    def compute_output_shape(self, input_shape, a_shape=None):
+        return input_shape
