@@ -1,0 +1,278 @@
+"""tf.data input pipelines over face-crop TFRecord shards (schema: `face_records`).
+
+Training and evaluation of the UBM read only these shards (design `architecture.md`,
+convention 5). Shards are checked up front (`inspect_shards`) so that a corrupt file or
+a crop of the wrong size fails with an error naming the file, before any training step
+runs, rather than as an anonymous `DataLossError` deep inside an iterator.
+
+The training stream (`training_record_stream`) is a pure function of (seed, step):
+epoch `e` visits every record once in an order fixed by `seed + e`, and a run resumed at
+step `s` skips exactly the `s * global_batch` records already consumed, so an
+interrupted run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import tensorflow as tf
+from absl import logging
+
+from data_prep import face_records
+from data_prep.tfrecord_io import list_shards
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Shards read at once; fixed (not AUTOTUNE) so the interleaved order is reproducible.
+_CYCLE_LENGTH = 8
+
+
+class CorruptShardError(ValueError):
+    """A TFRecord shard cannot be read or holds records of the wrong form."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """What `inspect_shards` found: the shard paths, their record counts, crop size."""
+
+    paths: tuple[str, ...]
+    counts: tuple[int, ...]
+    image_size: tuple[int, int]
+
+    @property
+    def num_examples(self) -> int:
+        return int(sum(self.counts))
+
+
+def resolve_shards(pattern: str | Sequence[str]) -> list[str]:
+    """A glob pattern or an explicit list of paths to a sorted list of shard paths.
+
+    Raises:
+      FileNotFoundError: the pattern matches nothing, or a listed file is missing.
+    """
+    if isinstance(pattern, str):
+        return list_shards(pattern)
+    paths = [str(p) for p in pattern]
+    if not paths:
+        raise FileNotFoundError("No TFRecord shards given: pass a glob or a non-empty list.")
+    missing = [p for p in paths if not tf.io.gfile.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"TFRecord shard(s) not found: {', '.join(missing[:5])}")
+    return paths
+
+
+# Framing of one TFRecord: uint64 length, uint32 CRC of it, payload, uint32 CRC.
+_RECORD_OVERHEAD = 16
+
+
+def _count_and_first(path: str) -> tuple[int, bytes | None]:
+    """Reads a whole shard (CRC-checked in C++); returns its count and first record.
+
+    The TFRecord reader takes a file cut between two records for a clean end, so the
+    framed size of the records read is also compared with the file size.
+    """
+    dataset = tf.data.TFRecordDataset(path)
+    first = None
+    for record in dataset.take(1):
+        first = record.numpy()
+    count, size = dataset.reduce(
+        (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+        lambda acc, r: (acc[0] + 1, acc[1] + tf.cast(tf.strings.length(r), tf.int64)),
+    )
+    count = int(count)
+    file_size = tf.io.gfile.stat(path).length
+    if int(size) + _RECORD_OVERHEAD * count != file_size:
+        raise CorruptShardError(
+            f"Truncated TFRecord shard {path}: {count} whole records take "
+            f"{int(size) + _RECORD_OVERHEAD * count} of its {file_size} bytes. Delete it and "
+            "re-run the stage that wrote it."
+        )
+    return count, first
+
+
+def _short_message(err: tf.errors.OpError) -> str:
+    """The useful part of a TF runtime error (no function-node or op decorations)."""
+    text = err.message.splitlines()[0] if err.message else type(err).__name__
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
+
+
+def inspect_shards(pattern: str | Sequence[str], expected_size: int | None = None) -> ShardInfo:
+    """Checks that every shard reads end to end and holds face crops of one size.
+
+    Args:
+      pattern: glob pattern or list of shard paths.
+      expected_size: if given, every crop must be `expected_size` square.
+
+    Returns:
+      ShardInfo with the paths, per-shard record counts and the crop size (H, W).
+
+    Raises:
+      FileNotFoundError: no shard matches.
+      CorruptShardError: a shard is truncated/corrupt, is not a face-crop shard, or
+        holds crops of another size; the message names the file.
+    """
+    paths = resolve_shards(pattern)
+    counts: list[int] = []
+    size: tuple[int, int] | None = None
+    for path in paths:
+        try:
+            count, first = _count_and_first(path)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise CorruptShardError(
+                f"Corrupt or truncated TFRecord shard {path}: {_short_message(err)}. "
+                "Delete it and re-run the stage that wrote it."
+            ) from None
+        counts.append(count)
+        if first is None:
+            logging.warning("Shard %s holds no records.", path)
+            continue
+        try:
+            example = face_records.parse_face_numpy(first)
+        except Exception as err:  # noqa: BLE001 - any parse failure means a foreign file
+            raise CorruptShardError(
+                f"{path} is not a face-crop TFRecord shard ({type(err).__name__}: {err})."
+            ) from None
+        shard_size = tuple(example.image.shape[:2])
+        if size is None:
+            size = shard_size
+        if shard_size != size:
+            raise CorruptShardError(
+                f"{path} holds {shard_size[0]}x{shard_size[1]} crops, but {paths[0]} holds "
+                f"{size[0]}x{size[1]}: all shards must hold crops of one size."
+            )
+        if expected_size is not None and shard_size != (expected_size, expected_size):
+            raise CorruptShardError(
+                f"{path} holds {shard_size[0]}x{shard_size[1]} crops, but "
+                f"{expected_size}x{expected_size} were expected: set the image size to "
+                "match the crops, or re-run prepare_faces with that crop size."
+            )
+    if size is None:
+        raise CorruptShardError(f"The shards {paths[:3]}... hold no records at all.")
+    return ShardInfo(paths=tuple(paths), counts=tuple(counts), image_size=size)
+
+
+def _parse_image(crop_size: int, as_float: bool):
+    def parse(serialized: tf.Tensor) -> tf.Tensor:
+        image = face_records.parse_face(serialized, crop_size)["image"]
+        if as_float:
+            return tf.cast(image, tf.float32) / 127.5 - 1.0
+        return image
+
+    return parse
+
+
+def _record_stream(
+    paths: Sequence[str], shuffle_buffer: int, seed: int | tf.Tensor | None
+) -> tf.data.Dataset:
+    """Serialised records of all shards, read in parallel; shuffled when asked."""
+    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    if shuffle_buffer > 0:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
+    records = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(_CYCLE_LENGTH, len(paths)),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    if shuffle_buffer > 0:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    return records
+
+
+def face_dataset(
+    pattern: str | Sequence[str],
+    batch_size: int,
+    *,
+    crop_size: int = 64,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    as_float: bool = False,
+    validate: bool = True,
+) -> tf.data.Dataset:
+    """Batches of face crops from TFRecord shards.
+
+    Args:
+      pattern: glob pattern or list of shard paths.
+      batch_size: images per batch.
+      crop_size: side of the square crops the shards hold.
+      shuffle_buffer: records in the shuffle buffer (0 = file order).
+      seed: shuffle seed (reshuffled per epoch when `repeat`).
+      repeat: cycle forever.
+      drop_remainder: drop a last partial batch (static batch dimension).
+      as_float: yield float32 in [-1, 1] instead of uint8.
+      validate: read every shard once up front (`inspect_shards`) for clear errors.
+
+    Returns:
+      A dataset of uint8 [B, crop_size, crop_size, 3] (or float32 in [-1, 1]).
+    """
+    paths = resolve_shards(pattern)
+    if validate:
+        inspect_shards(paths, expected_size=crop_size)
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if shuffle_buffer > 0:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    records = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(_CYCLE_LENGTH, len(paths)),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=seed is not None or shuffle_buffer == 0,
+    )
+    if shuffle_buffer > 0:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+    images = records.map(_parse_image(crop_size, as_float), num_parallel_calls=AUTOTUNE)
+    return images.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+
+
+def training_record_stream(
+    paths: Sequence[str],
+    num_examples: int,
+    *,
+    seed: int,
+    shuffle_buffer: int,
+    start_example: int = 0,
+) -> tf.data.Dataset:
+    """The endless, resumable stream of serialised training records.
+
+    Epoch `e` is every record once, in an order fixed by `seed + e`; the stream starts
+    at global example index `start_example` (e.g. `step * global_batch` on resume),
+    skipping records without parsing them.
+
+    Args:
+      paths: shard paths.
+      num_examples: records in all shards together (from `inspect_shards`).
+      seed: base shuffle seed.
+      shuffle_buffer: records in the shuffle buffer (0 = file order every epoch).
+      start_example: index in the endless stream of the first record to yield.
+
+    Returns:
+      A dataset of scalar tf.string records.
+    """
+    if num_examples <= 0:
+        raise ValueError("The training shards hold no records.")
+    first_epoch, offset = divmod(int(start_example), int(num_examples))
+
+    def epoch(index: tf.Tensor) -> tf.data.Dataset:
+        return _record_stream(paths, shuffle_buffer, seed=tf.cast(seed, tf.int64) + index)
+
+    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+    return stream.skip(offset)
+
+
+def parse_images(
+    records: tf.data.Dataset,
+    batch_size: int,
+    *,
+    crop_size: int = 64,
+    drop_remainder: bool = True,
+    as_float: bool = False,
+) -> tf.data.Dataset:
+    """Parses and batches a stream of serialised face records (uint8 or [-1, 1] float)."""
+    images = records.map(_parse_image(crop_size, as_float), num_parallel_calls=AUTOTUNE)
+    return images.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
