@@ -1,0 +1,296 @@
+"""Face crops to per-pixel log-likelihood maps under the UBM (the `extract_likelihoods` stage).
+
+Khodabakhsh & Busch (BIOSIG 2020), Sec. 3: the PixelCNN++ universal background
+model, trained on pristine faces, gives every pixel of a face its conditional
+log-likelihood given the pixels before it; the resulting 64x64 map (nats, RGB joint,
+EMA weights, dropout off) is what the detector classifies.
+
+Layout: every face shard `FACES/<split>/<source>/<video>.tfrecord` becomes
+`WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` with the same examples in the
+same order, each keeping every face feature and gaining `loglik_map` and
+`image_loglik` (schema: `data_prep.likelihood_records`). Crops of several videos are
+batched together; each output shard is written atomically once its video is done,
+so a re-run skips finished videos and redoes at most the batch in flight.
+`config.json` (written first) records the UBM's weight fingerprint, so maps from two
+different UBMs are never mixed in one folder; `manifest.json` has the counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tqdm import tqdm
+
+from data_prep import face_records, likelihood_records, tfrecord_io
+from data_prep.json_io import read_json, write_json_atomically
+
+LIKELIHOODS_SUBDIR = "likelihoods"
+SHARD_SUFFIX = ".tfrecord"
+
+# images uint8 [N, H, W, 3] -> (maps float32 [N, H, W] nats, image log-lik float32 [N])
+LikelihoodFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """One face shard and the likelihood shard it becomes."""
+
+    face_shard: str
+    output_shard: str
+    split: str
+    source: str
+    video: str
+
+
+def plan_shards(faces_dir: str, output_dir: str) -> list[ShardTask]:
+    """Lists the face shards under `faces_dir` and the likelihood shard of each.
+
+    Raises:
+      FileNotFoundError: `faces_dir` is missing or holds no face shards.
+    """
+    if not os.path.isdir(faces_dir):
+        raise FileNotFoundError(
+            f"Faces folder {faces_dir!r} does not exist: run prepare_faces first, or point "
+            "--faces_dir at the `faces` folder it wrote."
+        )
+    pattern = os.path.join(faces_dir, "*", "*", "*" + SHARD_SUFFIX)
+    try:
+        shards = tfrecord_io.list_shards(pattern)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"Faces folder {faces_dir!r} holds no face shards (<split>/<source>/<video>"
+            f"{SHARD_SUFFIX}): run prepare_faces first, or check --faces_dir."
+        ) from e
+    tasks = []
+    for shard in shards:
+        rel = os.path.relpath(shard, faces_dir)
+        split, source, name = rel.split(os.sep)
+        tasks.append(
+            ShardTask(
+                face_shard=shard,
+                output_shard=os.path.join(output_dir, rel),
+                split=split,
+                source=source,
+                video=name[: -len(SHARD_SUFFIX)],
+            )
+        )
+    return tasks
+
+
+def read_faces(path: str) -> list[face_records.FaceExample]:
+    """All face examples of one shard, in order."""
+    return [
+        face_records.parse_face_numpy(record.numpy()) for record in tf.data.TFRecordDataset(path)
+    ]
+
+
+def model_fingerprint(weights: list[np.ndarray]) -> str:
+    """A short hash of a model's weights: equal weights, equal fingerprint."""
+    digest = hashlib.sha256()
+    for w in weights:
+        w = np.ascontiguousarray(w)
+        digest.update(str(w.shape).encode())
+        digest.update(w.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_outputs(task: ShardTask, images: np.ndarray, maps: np.ndarray, lls: np.ndarray):
+    n, height, width = images.shape[:3]
+    if maps.shape != (n, height, width) or lls.shape != (n,):
+        raise ValueError(
+            f"The UBM returned maps {list(maps.shape)} and log-likelihoods {list(lls.shape)} "
+            f"for {n} crops of {height}x{width} in {task.face_shard}: expected [{n}, "
+            f"{height}, {width}] and [{n}]."
+        )
+
+
+def _flush(
+    pending: list[tuple[ShardTask, list[face_records.FaceExample]]],
+    likelihood_fn: LikelihoodFn,
+) -> int:
+    """Computes the maps of all pending shards in one call and writes each shard."""
+    faces = [face for _, shard_faces in pending for face in shard_faces]
+    if faces:
+        images = np.stack([f.image for f in faces])
+        maps, lls = likelihood_fn(images)
+        maps, lls = np.asarray(maps, np.float32), np.asarray(lls, np.float32)
+        _check_outputs(pending[0][0], images, maps, lls)
+    start = 0
+    for task, shard_faces in pending:
+        stop = start + len(shard_faces)
+        records = [
+            likelihood_records.serialize_likelihood(face, maps[i], float(lls[i]))
+            for face, i in zip(shard_faces, range(start, stop), strict=True)
+        ]
+        tfrecord_io.write_shard_atomically(task.output_shard, records)
+        start = stop
+    return len(faces)
+
+
+def extract_all(
+    tasks: list[ShardTask],
+    likelihood_fn: LikelihoodFn,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Writes the likelihood shard of every task whose output does not exist yet.
+
+    Crops are gathered across videos until at least `batch_size` are pending, so
+    short videos still fill the accelerator. A face shard that cannot be read or
+    whose crops differ in size is logged, counted and skipped.
+
+    Returns:
+      {"written": shards written, "skipped_complete": shards already there,
+       "frames_written": crops processed, "bad_shards": [{"shard", "error"}]}.
+    """
+    todo = [t for t in tasks if not os.path.exists(t.output_shard)]
+    stats: dict[str, Any] = {
+        "written": 0,
+        "skipped_complete": len(tasks) - len(todo),
+        "frames_written": 0,
+        "bad_shards": [],
+    }
+    if stats["skipped_complete"]:
+        logging.info(
+            "%d of %d videos already done; resuming.", stats["skipped_complete"], len(tasks)
+        )
+    pending: list[tuple[ShardTask, list[face_records.FaceExample]]] = []
+    pending_frames = 0
+    progress = tqdm(todo, desc="likelihood maps", unit="video")
+    for i, task in enumerate(progress):
+        try:
+            faces = read_faces(task.face_shard)
+            if len({f.image.shape for f in faces}) > 1:
+                raise ValueError("crops of different sizes in one shard")
+        except (tf.errors.OpError, ValueError) as e:
+            logging.error("Skipping unreadable face shard %s: %s", task.face_shard, e)
+            stats["bad_shards"].append({"shard": task.face_shard, "error": str(e)})
+            faces = None
+        if faces is not None:
+            pending.append((task, faces))
+            pending_frames += len(faces)
+        if pending and (pending_frames >= batch_size or i == len(todo) - 1):
+            stats["frames_written"] += _flush(pending, likelihood_fn)
+            stats["written"] += len(pending)
+            progress.set_postfix(frames=stats["frames_written"])
+            pending, pending_frames = [], 0
+    return stats
+
+
+def summarize(output_dir: str) -> dict[str, Any]:
+    """Counts and mean image log-likelihood per split and source of the written shards.
+
+    Returns {split: {source: {"videos", "frames", "mean_image_loglik",
+    "mean_bits_per_dim"}}}.
+    """
+    spec = {
+        "image_loglik": tf.io.FixedLenFeature([], tf.float32),
+        "map_size": tf.io.FixedLenFeature([2], tf.int64),
+    }
+    totals: dict[tuple[str, str], dict[str, float]] = collections.defaultdict(
+        lambda: {"videos": 0, "frames": 0, "loglik": 0.0, "dims": 0.0}
+    )
+    pattern = os.path.join(output_dir, "*", "*", "*" + SHARD_SUFFIX)
+    for shard in tfrecord_io.list_shards(pattern):
+        split, source, _ = os.path.relpath(shard, output_dir).split(os.sep)
+        entry = totals[(split, source)]
+        entry["videos"] += 1
+        dataset = tf.data.TFRecordDataset(shard).map(lambda s: tf.io.parse_single_example(s, spec))
+        for batch in dataset.batch(4096):
+            entry["frames"] += int(batch["image_loglik"].shape[0])
+            entry["loglik"] += float(tf.reduce_sum(tf.cast(batch["image_loglik"], tf.float64)))
+            sizes = tf.cast(batch["map_size"], tf.float64)
+            entry["dims"] += float(tf.reduce_sum(sizes[:, 0] * sizes[:, 1] * 3.0))
+    summary: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    for (split, source), entry in sorted(totals.items()):
+        frames = entry["frames"]
+        summary[split][source] = {
+            "videos": int(entry["videos"]),
+            "frames": int(frames),
+            "mean_image_loglik": entry["loglik"] / frames if frames else None,
+            "mean_bits_per_dim": (
+                -entry["loglik"] / (entry["dims"] * np.log(2.0)) if frames else None
+            ),
+        }
+    return dict(summary)
+
+
+def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
+    """Writes `config.json` first, refusing to mix maps of two different UBMs.
+
+    Raises:
+      ValueError: the folder already holds maps made with other UBM weights.
+    """
+    path = os.path.join(output_dir, "config.json")
+    previous = read_json(path)
+    if previous and previous.get("ubm_fingerprint") != config["ubm_fingerprint"]:
+        raise ValueError(
+            f"{output_dir!r} holds likelihood maps of another UBM (weights "
+            f"{previous.get('ubm_fingerprint')}, now {config['ubm_fingerprint']}): use a new "
+            "--workdir, or delete that folder to recompute every map."
+        )
+    write_json_atomically(path, config)
+
+
+def run(ubm_dir: str, faces_dir: str, workdir: str, batch_size: int = 64) -> dict[str, Any]:
+    """The `extract_likelihoods` stage: loads the UBM and maps every face crop.
+
+    Args:
+      ubm_dir: the folder train_ubm wrote (its EMA weights are used).
+      faces_dir: the folder prepare_faces wrote (`<split>/<source>/<video>.tfrecord`).
+      workdir: the run's work directory; output goes to `WORKDIR/likelihoods/`.
+      batch_size: crops per forward pass.
+
+    Returns:
+      The manifest written to `WORKDIR/likelihoods/manifest.json`.
+
+    Raises:
+      FileNotFoundError: no UBM checkpoint in `ubm_dir`, or no face shards.
+      ValueError: bad batch size, or the output folder holds maps of another UBM.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    output_dir = os.path.join(workdir, LIKELIHOODS_SUBDIR)
+    tasks = plan_shards(faces_dir, output_dir)  # fail on bad faces before loading the UBM
+    if not os.path.isdir(ubm_dir):
+        raise FileNotFoundError(
+            f"UBM folder {ubm_dir!r} does not exist: train the UBM first "
+            "(python -m experiments.train_ubm), or point --ubm_dir at the `ubm` folder it wrote."
+        )
+    from pixelcnn_pp import likelihood  # the only stage that needs the UBM code
+
+    model = likelihood.load_ubm(ubm_dir)
+    fingerprint = model_fingerprint([np.asarray(w) for w in model.weights])
+    prepare_output(
+        output_dir,
+        {
+            "ubm_dir": ubm_dir,
+            "ubm_fingerprint": fingerprint,
+            "faces_dir": faces_dir,
+            "batch_size": batch_size,
+            "units": "nats per pixel, RGB joint; image_loglik = sum of the map",
+        },
+    )
+    logging.info("UBM %s (weights %s): %d face shards.", ubm_dir, fingerprint, len(tasks))
+
+    def likelihood_fn(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return likelihood.likelihood_maps(model, images, batch_size=batch_size)
+
+    stats = extract_all(tasks, likelihood_fn, batch_size=batch_size)
+    manifest = {
+        "ubm_dir": ubm_dir,
+        "ubm_fingerprint": fingerprint,
+        "faces_dir": faces_dir,
+        "shards_total": len(tasks),
+        **stats,
+        "counts": summarize(output_dir),
+    }
+    write_json_atomically(os.path.join(output_dir, "manifest.json"), manifest)
+    return manifest

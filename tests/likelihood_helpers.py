@@ -1,0 +1,66 @@
+"""Writes small likelihood-map shards in the layout of the extract_likelihoods stage.
+
+Fake maps carry a block of low likelihood (a manipulated region) whose position
+depends on the method, real maps do not; every map also gets its own noise, so each
+example can be recognised by its map alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from data_prep import likelihood_records, tfrecord_io
+from data_prep.config import METHODS
+from data_prep.face_records import ORIGINAL, FaceExample
+
+SPLIT_VIDEOS = {"train": 6, "val": 3, "test": 3}
+_SPLIT_OFFSET = {"train": 0, "val": 100, "test": 200}
+
+
+def fake_map(rng: np.random.Generator, method: str, size: int, signal: float) -> np.ndarray:
+    """A [size, size] map in nats: noise around -4, plus a low block for fakes."""
+    loglik = -4.0 + rng.normal(0.0, 1.0, (size, size))
+    if method != ORIGINAL:
+        k = METHODS.index(method) if method in METHODS else 0
+        top = size // 8 + (k * size // 8) % (size // 2)
+        loglik[top : top + size // 4, size // 4 : size // 2 + size // 8] -= signal
+    return loglik.astype(np.float32)
+
+
+def write_likelihood_tree(
+    root: str,
+    sources: tuple[str, ...] = (ORIGINAL, *METHODS),
+    split_videos: dict[str, int] | None = None,
+    frames: int = 3,
+    size: int = 64,
+    signal: float = 3.0,
+    seed: int = 0,
+) -> str:
+    """Writes `root/<split>/<source>/<video>.tfrecord` shards; returns root."""
+    rng = np.random.default_rng(seed)
+    for split, n_videos in (split_videos or SPLIT_VIDEOS).items():
+        for source in sources:
+            for i in range(n_videos):
+                target = _SPLIT_OFFSET[split] + i
+                video = f"{target:03d}" if source == ORIGINAL else f"{target:03d}_{target + 1:03d}"
+                records = []
+                for frame in range(frames):
+                    loglik = fake_map(rng, source, size, signal)
+                    face = FaceExample(
+                        image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+                        video=video,
+                        frame=frame * 5,
+                        method=source,
+                        label=int(source != ORIGINAL),
+                        split=split,
+                        compression="raw",
+                        box=(10, 10, 10 + size, 10 + size),
+                    )
+                    records.append(
+                        likelihood_records.serialize_likelihood(face, loglik, float(loglik.sum()))
+                    )
+                path = os.path.join(root, split, source, f"{video}.tfrecord")
+                tfrecord_io.write_shard_atomically(path, records)
+    return root

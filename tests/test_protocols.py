@@ -1,0 +1,181 @@
+"""The protocols: leave-one-out never shows the classifier a held-out frame, the test
+split never reaches fitting or epoch selection, and missing data is reported clearly.
+
+The checks spy on `keras.Model.fit` and identify every map handed to it by its
+content, so they hold for the data the classifier actually sees.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from likelihood_helpers import write_likelihood_tree
+
+from classifier import data as data_lib
+from classifier import detection, protocols, training
+from classifier.config import DetectorConfig
+from data_prep.config import METHODS
+from data_prep.face_records import ORIGINAL
+
+CONFIG = DetectorConfig(epochs=1, batch_size=16, bootstrap_samples=20)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> str:
+    return write_likelihood_tree(
+        str(tmp_path_factory.mktemp("lik") / "likelihoods"),
+        split_videos={"train": 3, "val": 2, "test": 2},
+        frames=2,
+    )
+
+
+@pytest.fixture
+def fit_spy(monkeypatch):
+    """Records (event, maps) for every fit and predict call, in order."""
+    calls = []
+    original_fit, original_predict = keras.Model.fit, keras.Model.predict
+
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        calls.append(("fit_x", np.asarray(x)))
+        if validation_data is not None:
+            calls.append(("fit_validation", np.asarray(validation_data[0])))
+        return original_fit(self, x, y, *args, validation_data=validation_data, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        calls.append(("predict", np.asarray(x)))
+        return original_predict(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    monkeypatch.setattr(keras.Model, "predict", predict)
+    return calls
+
+
+def _index(data: data_lib.LikelihoodSet) -> dict[bytes, tuple[str, str]]:
+    """Map content -> (split, method) of every example on disk."""
+    index = {
+        m.tobytes(): (s, src)
+        for m, s, src in zip(data.maps, data.splits, data.methods, strict=True)
+    }
+    assert len(index) == len(data), "test maps must be unique"
+    return index
+
+
+def _seen(calls, event: str, index) -> set[tuple[str, str]]:
+    seen = set()
+    for name, x in calls:
+        if name == event:
+            for m in x[..., 0]:
+                seen.add(index[np.ascontiguousarray(m, np.float32).tobytes()])
+    return seen
+
+
+def test_protocol_specs():
+    for method in METHODS:
+        loo = protocols.protocol_spec("loo", method)
+        assert method not in loo.train_sources and method not in loo.val_sources
+        assert set(loo.train_sources) == {ORIGINAL, *METHODS} - {method}
+        assert loo.test_sources == (ORIGINAL, method)
+        known = protocols.protocol_spec("known", method)
+        assert known.train_sources == known.val_sources == known.test_sources == (ORIGINAL, method)
+    with pytest.raises(ValueError, match="Unknown protocol"):
+        protocols.protocol_spec("cross", "Deepfakes")
+
+
+@pytest.mark.parametrize("protocol", protocols.PROTOCOLS)
+def test_classifier_sees_only_allowed_frames(tree, tmp_path, fit_spy, protocol):
+    all_data = data_lib.load_likelihoods(tree)
+    index = _index(all_data)
+    summary = detection.run(tree, str(tmp_path), protocol, CONFIG, "test", methods=["Face2Face"])
+    assert summary["methods"]["Face2Face"]["status"] == "done"
+
+    trained_on = _seen(fit_spy, "fit_x", index)
+    selected_on = _seen(fit_spy, "fit_validation", index)
+    allowed = (
+        {ORIGINAL, "Face2Face"} if protocol == "known" else {ORIGINAL, *METHODS} - {"Face2Face"}
+    )
+    assert trained_on == {("train", s) for s in allowed}
+    assert selected_on == {("val", s) for s in allowed}
+    if protocol == "loo":
+        assert not any(src == "Face2Face" for _, src in trained_on | selected_on)
+    # Test maps are only ever predicted, and only after fitting is over.
+    events = [name for name, _ in fit_spy]
+    last_fit = max(i for i, e in enumerate(events) if e.startswith("fit"))
+    test_predicts = [
+        i
+        for i, (name, x) in enumerate(fit_spy)
+        if name == "predict"
+        and any(index[np.ascontiguousarray(m).tobytes()][0] == "test" for m in x[..., 0])
+    ]
+    assert test_predicts and min(test_predicts) > last_fit
+
+    with open(tmp_path / "detection" / protocol / "Face2Face" / "metrics.json") as f:
+        report = json.load(f)
+    assert report["training"]["test_method_seen_in_training"] is (protocol == "known")
+    assert set(report["training"]["composition"]["train"]) == allowed
+    assert set(report["test"]["counts"]) >= {"frames", "videos", "real_videos", "fake_videos"}
+    assert report["test"]["counts"]["videos"] == 4
+
+
+def test_training_refuses_test_data_by_construction(tree):
+    assert "test" not in inspect.signature(training.train_detector).parameters
+    data = data_lib.load_likelihoods(tree, sources=(ORIGINAL, "Deepfakes"))
+    train = protocols.select(data, "train", (ORIGINAL, "Deepfakes"))
+    test = protocols.select(data, "test", (ORIGINAL, "Deepfakes"))
+    with pytest.raises(ValueError, match="test"):
+        training.train_detector(train, test, CONFIG)  # test maps passed as "val"
+    spec = protocols.protocol_spec("loo", "Deepfakes")
+    with pytest.raises(ValueError, match="held-out method Deepfakes|not in"):
+        protocols.check_training_data(train, spec, "train")
+
+
+def test_missing_method_is_recorded_and_others_run(tmp_path):
+    tree = write_likelihood_tree(
+        str(tmp_path / "likelihoods"),
+        sources=(ORIGINAL, "Deepfakes", "FaceSwap"),
+        split_videos={"train": 2, "val": 1, "test": 1},
+        frames=2,
+    )
+    summary = detection.run(
+        tree, str(tmp_path), "known", CONFIG, "test", methods=["Deepfakes", "NeuralTextures"]
+    )
+    assert summary["methods"]["Deepfakes"]["status"] == "done"
+    missing = summary["methods"]["NeuralTextures"]
+    assert missing["status"] == "missing" and "NeuralTextures" in missing["reason"]
+    assert not os.path.exists(tmp_path / "detection" / "known" / "NeuralTextures" / "metrics.json")
+    # A re-run skips the finished method (its metrics.json is kept untouched).
+    path = tmp_path / "detection" / "known" / "Deepfakes" / "metrics.json"
+    before = os.stat(path).st_mtime_ns
+    detection.run(tree, str(tmp_path), "known", CONFIG, "test", methods=["Deepfakes"])
+    assert os.stat(path).st_mtime_ns == before
+
+
+def test_empty_val_split_is_a_clear_error(tmp_path):
+    tree = write_likelihood_tree(
+        str(tmp_path / "likelihoods"),
+        sources=(ORIGINAL, "Deepfakes"),
+        split_videos={"train": 2, "test": 1},
+        frames=1,
+    )
+    data = data_lib.load_likelihoods(tree)
+    with pytest.raises(protocols.EmptySplitError, match="val split has no real"):
+        protocols.build_protocol_data(data, protocols.protocol_spec("known", "Deepfakes"))
+
+
+def test_mismatched_map_sizes_are_a_clear_error(tmp_path):
+    root = str(tmp_path / "likelihoods")
+    write_likelihood_tree(root, sources=(ORIGINAL,), split_videos={"train": 1}, frames=1)
+    write_likelihood_tree(
+        root, sources=("Deepfakes",), split_videos={"train": 1}, frames=1, size=32
+    )
+    with pytest.raises(ValueError, match=r"Deepfakes.*32.*expects 64x64"):
+        data_lib.load_likelihoods(root)
+
+
+def test_no_likelihoods_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run extract_likelihoods first"):
+        data_lib.load_likelihoods(str(tmp_path / "nothing"))
