@@ -1,0 +1,194 @@
+"""Figures 3 and 4 of the paper, drawn from the saved likelihood maps only.
+
+Khodabakhsh & Busch (BIOSIG 2020):
+- Fig. 3: histograms of the image log-likelihood under the UBM for pristine faces
+  and for each manipulation method, on the development (val) split. We draw one panel
+  per method, pristine against that method, on shared bins.
+- Fig. 4: example faces and their per-pixel log-likelihood maps, one column per
+  source (pristine and each method), red where the likelihood is low; one colour
+  scale and a colour bar for all maps. Where possible the columns show one target
+  identity: its original video `a` and the fakes `a_*` made on it, at one frame.
+
+Reads `WORKDIR/likelihoods/<split>/<source>/*.tfrecord`; writes PNGs to
+`WORKDIR/results/`. Figures are drawn with matplotlib's object API (Agg canvas, no
+display, no global pyplot state).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from data_prep import likelihood_records
+from data_prep.config import METHOD_ABBREVIATIONS, METHODS
+from data_prep.face_records import ORIGINAL
+
+FIG3 = "fig3_loglik_histograms.png"
+FIG4 = "fig4_likelihood_maps.png"
+SPLIT_PREFERENCE = ("val", "test", "train")  # the paper's figures use dev data
+MAP_COLORMAP = "RdYlBu"  # low (unlikely) = red, high = blue
+_LOGLIK_SPEC = {
+    "image_loglik": tf.io.FixedLenFeature([], tf.float32),
+    "method": tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def _shards(likelihoods_dir: str, split: str, source: str) -> list[str]:
+    folder = os.path.join(likelihoods_dir, split, source)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".tfrecord"))
+
+
+def pick_split(likelihoods_dir: str) -> str:
+    """The first split of SPLIT_PREFERENCE that has original faces.
+
+    Raises:
+      FileNotFoundError: no split holds likelihood maps of original faces.
+    """
+    for split in SPLIT_PREFERENCE:
+        if _shards(likelihoods_dir, split, ORIGINAL):
+            return split
+    raise FileNotFoundError(
+        f"No likelihood maps of original faces under {likelihoods_dir!r}: run "
+        "extract_likelihoods first, or check --workdir."
+    )
+
+
+def image_logliks(likelihoods_dir: str, split: str) -> dict[str, np.ndarray]:
+    """{source: image log-likelihoods float32 [N]} of one split (sources with data)."""
+    values = {}
+    for source in (ORIGINAL, *METHODS):
+        shards = _shards(likelihoods_dir, split, source)
+        if not shards:
+            continue
+        dataset = tf.data.TFRecordDataset(shards).map(
+            lambda s: tf.io.parse_single_example(s, _LOGLIK_SPEC)
+        )
+        parts = [b["image_loglik"].numpy() for b in dataset.batch(4096)]
+        values[source] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return values
+
+
+def plot_loglik_histograms(values: dict[str, np.ndarray], split: str, path: str) -> None:
+    """Fig. 3: pristine vs each method's image log-likelihood, one panel per method."""
+    methods = [m for m in METHODS if m in values and len(values[m])]
+    pristine = values.get(ORIGINAL, np.zeros(0))
+    everything = np.concatenate([pristine, *(values[m] for m in methods)])
+    bins = np.histogram_bin_edges(everything, bins=40) if everything.size else 10
+    panels = max(len(methods), 1)
+    fig = Figure(figsize=(3.6 * panels, 3.2))
+    axes = fig.subplots(1, panels, squeeze=False)
+    for ax, method in zip(axes[0], methods or [None], strict=True):
+        ax.hist(pristine, bins=bins, density=True, alpha=0.55, color="tab:blue", label="pristine")
+        if method is not None:
+            ax.hist(
+                values[method],
+                bins=bins,
+                density=True,
+                alpha=0.55,
+                color="tab:red",
+                label=METHOD_ABBREVIATIONS[method],
+            )
+            ax.set_title(f"pristine vs {METHOD_ABBREVIATIONS[method]}")
+        ax.set_xlabel("image log-likelihood (nats)")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(4))
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("density")
+    fig.suptitle(f"Image log-likelihood under the UBM ({split} split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _read_shard(path: str) -> list[likelihood_records.LikelihoodExample]:
+    return [
+        likelihood_records.parse_likelihood_numpy(r.numpy()) for r in tf.data.TFRecordDataset(path)
+    ]
+
+
+def pick_examples(
+    likelihoods_dir: str, split: str
+) -> dict[str, likelihood_records.LikelihoodExample]:
+    """One example per source, from one target identity and frame where possible."""
+    videos = {
+        source: [
+            os.path.basename(p)[: -len(".tfrecord")]
+            for p in _shards(likelihoods_dir, split, source)
+        ]
+        for source in (ORIGINAL, *METHODS)
+    }
+    present = [m for m in METHODS if videos[m]]
+    # A target identity with a fake in every method present, if there is one.
+    target = next(
+        (
+            v
+            for v in videos[ORIGINAL]
+            if all(any(f.split("_")[0] == v for f in videos[m]) for m in present)
+        ),
+        videos[ORIGINAL][0] if videos[ORIGINAL] else None,
+    )
+    examples = {}
+    frame = None
+    for source in (ORIGINAL, *present):
+        names = videos[source]
+        if source == ORIGINAL:
+            name = target
+        else:
+            name = next((f for f in names if f.split("_")[0] == target), names[0])
+        if name is None:
+            continue
+        shard = _read_shard(os.path.join(likelihoods_dir, split, source, f"{name}.tfrecord"))
+        if not shard:
+            continue
+        if frame is None:
+            frame = shard[len(shard) // 2].face.frame
+        examples[source] = min(shard, key=lambda e: abs(e.face.frame - frame))
+    return examples
+
+
+def plot_likelihood_maps(
+    examples: dict[str, likelihood_records.LikelihoodExample], split: str, path: str
+) -> None:
+    """Fig. 4: faces (top row) and likelihood maps (bottom row) with one colour bar."""
+    sources = list(examples)
+    maps = np.stack([examples[s].loglik_map for s in sources])
+    vmin, vmax = np.percentile(maps, [1, 99])
+    fig = Figure(figsize=(2.3 * len(sources) + 1.0, 5.0))
+    axes = fig.subplots(2, len(sources), squeeze=False)
+    image = None
+    for j, source in enumerate(sources):
+        ex = examples[source]
+        title = "pristine" if source == ORIGINAL else METHOD_ABBREVIATIONS.get(source, source)
+        axes[0][j].imshow(ex.face.image)
+        axes[0][j].set_title(f"{title}\n{ex.face.video} #{ex.face.frame}", fontsize=9)
+        image = axes[1][j].imshow(ex.loglik_map, cmap=MAP_COLORMAP, vmin=vmin, vmax=vmax)
+        axes[1][j].set_xlabel(f"{ex.image_loglik:.0f} nats", fontsize=8)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"Faces and per-pixel log-likelihood maps ({split} split; red = unlikely)")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    bar_axes = fig.add_axes((0.91, 0.08, 0.02, 0.38))
+    fig.colorbar(image, cax=bar_axes, label="log p(x_i | x_<i) (nats)")
+    fig.savefig(path, dpi=120)
+
+
+def make_figures(workdir: str) -> list[str]:
+    """Draws Fig. 3 and Fig. 4 into `WORKDIR/results/`; returns the paths.
+
+    Raises:
+      FileNotFoundError: no likelihood maps of original faces in the workdir.
+    """
+    likelihoods_dir = os.path.join(workdir, "likelihoods")
+    split = pick_split(likelihoods_dir)
+    out_dir = os.path.join(workdir, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    fig3 = os.path.join(out_dir, FIG3)
+    plot_loglik_histograms(image_logliks(likelihoods_dir, split), split, fig3)
+    fig4 = os.path.join(out_dir, FIG4)
+    plot_likelihood_maps(pick_examples(likelihoods_dir, split), split, fig4)
+    return [fig3, fig4]
