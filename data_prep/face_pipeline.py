@@ -6,7 +6,7 @@ a crop of the wrong size fails with an error naming the file, before any trainin
 runs, rather than as an anonymous `DataLossError` deep inside an iterator.
 
 The training stream (`training_record_stream`) is a pure function of (seed, step):
-epoch `e` visits every record once in an order fixed by `seed + e`, and a run resumed at
+epoch `e` visits every record once in an order fixed by (`seed`, `e`), and a run resumed at
 step `s` skips exactly the `s * global_batch` records already consumed, so an
 interrupted run sees the same batches as an uninterrupted one.
 """
@@ -163,23 +163,33 @@ def _parse_image(crop_size: int, as_float: bool):
     return parse
 
 
-def _record_stream(
-    paths: Sequence[str], shuffle_buffer: int, seed: int | tf.Tensor | None
+def _epoch_records(
+    paths: Sequence[str], seed: int, epoch: tf.Tensor, shuffle_buffer: int
 ) -> tf.data.Dataset:
-    """Serialised records of all shards, read in parallel; shuffled when asked."""
-    files = tf.data.Dataset.from_tensor_slices(list(paths))
-    if shuffle_buffer > 0:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
-    records = files.interleave(
+    """One epoch of serialised records in an order fixed by (seed, epoch).
+
+    Stateless shuffles only (independent of TF's global seed): the shard order is
+    permuted, shards are interleaved, and each run of `shuffle_buffer` consecutive
+    records is permuted as one block.
+    """
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    files = tf.random.experimental.stateless_shuffle(tf.constant(list(paths)), seed=key)
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(_CYCLE_LENGTH, len(paths)),
         block_length=1,
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     )
-    if shuffle_buffer > 0:
-        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-    return records
+    if shuffle_buffer <= 1:
+        return records
+
+    def permute(index: tf.Tensor, block: tf.Tensor) -> tf.Tensor:
+        block_key = tf.random.experimental.stateless_fold_in(key, index)
+        return tf.random.experimental.stateless_shuffle(block, seed=block_key)
+
+    blocks = records.batch(shuffle_buffer).enumerate().map(permute)
+    return blocks.unbatch()
 
 
 def face_dataset(
@@ -240,7 +250,8 @@ def training_record_stream(
 ) -> tf.data.Dataset:
     """The endless, resumable stream of serialised training records.
 
-    Epoch `e` is every record once, in an order fixed by `seed + e`; the stream starts
+    Epoch `e` is every record once, in an order fixed by (`seed`, `e`) through
+    stateless shuffles (see `_epoch_records`); the stream starts
     at global example index `start_example` (e.g. `step * global_batch` on resume),
     skipping records without parsing them.
 
@@ -248,7 +259,7 @@ def training_record_stream(
       paths: shard paths.
       num_examples: records in all shards together (from `inspect_shards`).
       seed: base shuffle seed.
-      shuffle_buffer: records in the shuffle buffer (0 = file order every epoch).
+      shuffle_buffer: records permuted together (0 or 1 = shard order, interleaved).
       start_example: index in the endless stream of the first record to yield.
 
     Returns:
@@ -257,11 +268,10 @@ def training_record_stream(
     if num_examples <= 0:
         raise ValueError("The training shards hold no records.")
     first_epoch, offset = divmod(int(start_example), int(num_examples))
-
-    def epoch(index: tf.Tensor) -> tf.data.Dataset:
-        return _record_stream(paths, shuffle_buffer, seed=tf.cast(seed, tf.int64) + index)
-
-    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+    paths = list(paths)
+    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(
+        lambda epoch: _epoch_records(paths, seed, epoch, shuffle_buffer)
+    )
     return stream.skip(offset)
 
 
