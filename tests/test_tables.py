@@ -1,0 +1,121 @@
+"""Tables 1 and 2: they parse, hold the paper's numbers and ours, and mark missing cells."""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from classifier import metrics
+from data_prep.config import METHODS
+from data_prep.json_io import write_json_atomically
+from experiments import paper_results, tables
+
+
+def _fake_metrics(workdir: str, protocol: str, method: str, accuracy: float, rng) -> None:
+    labels = np.repeat([0, 1] * 10, 4)
+    keys = np.repeat(np.arange(20), 4).astype(str)
+    flip = rng.random(len(labels)) > accuracy
+    scores = np.where(labels == 1, 0.9, 0.1)
+    scores = np.where(flip, 1 - scores, scores)
+    report, samples = metrics.evaluate(labels, scores, keys, num_samples=20, seed=0)
+    write_json_atomically(
+        os.path.join(workdir, "detection", protocol, method, "metrics.json"),
+        {
+            "test": report,
+            "bootstrap_samples": {"test_frame_accuracy": samples["frame_accuracy"].tolist()},
+        },
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path, rng) -> str:
+    root = str(tmp_path)
+    for protocol in ("known", "loo"):
+        write_json_atomically(
+            os.path.join(root, "detection", protocol, "config.json"), {"config": "smoke"}
+        )
+        for method in METHODS[:3]:  # NeuralTextures is missing
+            _fake_metrics(root, protocol, method, 0.8, rng)
+        write_json_atomically(
+            os.path.join(root, "detection", protocol, "summary.json"),
+            {"methods": {"NeuralTextures": {"status": "missing", "reason": "no NT faces"}}},
+        )
+    return root
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    with open(path) as f:
+        header = f.readline()
+        assert header.startswith("# Dataset:")
+        return pd.read_csv(io.StringIO(f.read()))
+
+
+def test_tables_parse_and_hold_the_papers_numbers(workdir):
+    paths = tables.make_tables(workdir)
+    assert len(paths) == 6 and all(os.path.exists(p) for p in paths)
+
+    t1 = _read_csv(os.path.join(workdir, "results", "table1.csv"))
+    t1 = t1.set_index("row")
+    assert list(t1.columns[::3]) == ["DF", "F2F", "FS", "NT"]
+    paper = t1.loc[paper_results.PAPER_METHOD]
+    for column, value in paper_results.TABLE1_PAPER.items():
+        assert float(paper[column]) == pytest.approx(value)
+    xception = t1.loc["XceptionNet (FF++, quoted in paper)"]
+    assert float(xception["F2F"]) == pytest.approx(99.61)
+    ours = t1.loc["This run: frame accuracy (%)"]
+    assert 50 < float(ours["DF"]) < 100
+    assert float(ours["DF_ci_low"]) <= float(ours["DF"]) <= float(ours["DF_ci_high"])
+    assert ours["NT"] == "missing"
+    diff = t1.loc["Difference (this run - paper)"]
+    assert float(diff["FS"]) == pytest.approx(float(ours["FS"]) - 99.11)
+
+    t2 = _read_csv(os.path.join(workdir, "results", "table2.csv")).set_index("row")
+    assert "Avg" in t2.columns
+    assert float(t2.loc[paper_results.PAPER_METHOD, "Avg"]) == pytest.approx(95.73)
+    assert float(t2.loc[paper_results.PAPER_METHOD, "DF"]) == pytest.approx(89.26)
+    assert t2.loc["This run: frame accuracy (%)", "Avg"] == "missing"  # NT is missing
+
+    md = (pathlib.Path(workdir) / "results" / "table1.md").read_text()
+    assert "| Khodabakhsh & Busch (paper) | 99.30 | 98.25 | 99.11 | 98.46 |" in md
+    assert "missing" in md and "NT missing: no NT faces" in md
+    tex = (pathlib.Path(workdir) / "results" / "table2.tex").read_text()
+    assert "\\begin{tabular}{lccccc}" in tex and "95.73" in tex and "\\&" in tex
+
+
+def test_average_over_all_four_methods(workdir, rng):
+    _fake_metrics(workdir, "loo", "NeuralTextures", 0.8, rng)
+    tables.make_tables(workdir)
+    t2 = _read_csv(os.path.join(workdir, "results", "table2.csv")).set_index("row")
+    ours = t2.loc["This run: frame accuracy (%)"]
+    values = [float(ours[c]) for c in ("DF", "F2F", "FS", "NT")]
+    assert float(ours["Avg"]) == pytest.approx(np.mean(values))
+    assert float(ours["Avg_ci_low"]) <= float(ours["Avg"]) <= float(ours["Avg_ci_high"])
+    assert float(t2.loc["Difference (this run - paper)", "Avg"]) == pytest.approx(
+        np.mean(values) - 95.73
+    )
+
+
+def test_header_says_when_numbers_are_not_comparable(tmp_path):
+    synthetic_root = tmp_path / "synthetic_ffpp"
+    synthetic_root.mkdir()
+    (synthetic_root / "synthetic.json").write_text("{}")
+    info = {"dataset": "x", "generated": True, "compression": "raw", "config": "smoke"}
+    assert "NOT comparable" in tables.header_line({**info, "smoke": True})
+    real = {**info, "generated": False, "smoke": False, "config": "paper"}
+    assert "NOT comparable" not in tables.header_line(real)
+    write_json_atomically(
+        str(tmp_path / "faces" / "manifest.json"),
+        {"ffpp_root": str(synthetic_root), "settings": {"compression": "raw"}},
+    )
+    described = tables.describe_run(str(tmp_path))
+    assert described["generated"] and described["compression"] == "raw"
+
+
+def test_no_detection_results_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run run_detection"):
+        tables.make_tables(str(tmp_path))
