@@ -27,13 +27,12 @@ _LOG_HALF_RANGE = float(np.log(127.5))
 
 def _split_params(params: tf.Tensor, nr_mix: int):
     """params [..., 10M] -> logits [..., M], means/log_scales/coeffs [..., 3, M]."""
-    logits = params[..., :nr_mix]
-    rest = tf.reshape(
-        params[..., nr_mix:], tf.concat([tf.shape(params)[:-1], [3, 3 * nr_mix]], axis=0)
-    )
-    means = rest[..., :nr_mix]
-    log_scales = tf.maximum(rest[..., nr_mix : 2 * nr_mix], _LOG_SCALE_MIN)
-    coeffs = tf.tanh(rest[..., 2 * nr_mix :])
+    # split / unstack rather than strided slices: their gradients are cheap concats.
+    logits, rest = tf.split(params, [nr_mix, 9 * nr_mix], axis=-1)
+    rest = tf.reshape(rest, tf.concat([tf.shape(params)[:-1], [3, 3, nr_mix]], axis=0))
+    means, log_scales, coeffs = tf.unstack(rest, num=3, axis=-2)
+    log_scales = tf.maximum(log_scales, _LOG_SCALE_MIN)
+    coeffs = tf.tanh(coeffs)
     return logits, means, log_scales, coeffs
 
 
@@ -67,12 +66,11 @@ def pixel_log_likelihood(x, params) -> tf.Tensor:
     logits, means, log_scales, coeffs = _split_params(params, nr_mix)
 
     xc = x[..., :, None]  # [..., 3, 1]
-    r, g = x[..., 0:1], x[..., 1:2]  # [..., 1] broadcast over M
+    r, g, _ = tf.unstack(xc, num=3, axis=-2)  # [..., 1], broadcast over M
     # Colour coupling on the true (conditioning) R and G.
-    m_r = means[..., 0, :]
-    m_g = means[..., 1, :] + coeffs[..., 0, :] * r
-    m_b = means[..., 2, :] + coeffs[..., 1, :] * r + coeffs[..., 2, :] * g
-    means = tf.stack([m_r, m_g, m_b], axis=-2)  # [..., 3, M]
+    mean_r, mean_g, mean_b = tf.unstack(means, num=3, axis=-2)
+    c_rg, c_rb, c_gb = tf.unstack(coeffs, num=3, axis=-2)
+    means = tf.stack([mean_r, mean_g + c_rg * r, mean_b + c_rb * r + c_gb * g], axis=-2)
 
     centred = xc - means
     inv_s = tf.exp(-log_scales)
@@ -147,10 +145,12 @@ def sample_from_discretized_mix_logistic(params, seed: int | None = None) -> tf.
     sel = tf.one_hot(choice, nr_mix, dtype=tf.float32)[..., None, :]  # [..., 1, M]
     mu = tf.reduce_sum(means * sel, axis=-1)  # [..., 3]
     log_s = tf.reduce_sum(log_scales * sel, axis=-1)
-    c = tf.reduce_sum(coeffs * sel, axis=-1)
+    c_rg, c_rb, c_gb = tf.unstack(tf.reduce_sum(coeffs * sel, axis=-1), num=3, axis=-1)
     u = tf.random.stateless_uniform(tf.shape(mu), seeds[1], minval=1e-5, maxval=1.0 - 1e-5)
     v = mu + tf.exp(log_s) * (tf.math.log(u) - tf.math.log(1.0 - u))
-    x0 = tf.clip_by_value(v[..., 0], -1.0, 1.0)
-    x1 = tf.clip_by_value(v[..., 1] + c[..., 0] * x0, -1.0, 1.0)
-    x2 = tf.clip_by_value(v[..., 2] + c[..., 1] * x0 + c[..., 2] * x1, -1.0, 1.0)
+    v_r, v_g, v_b = tf.unstack(v, num=3, axis=-1)
+    # The coupling uses the sampled (clipped) R and G.
+    x0 = tf.clip_by_value(v_r, -1.0, 1.0)
+    x1 = tf.clip_by_value(v_g + c_rg * x0, -1.0, 1.0)
+    x2 = tf.clip_by_value(v_b + c_rb * x0 + c_gb * x1, -1.0, 1.0)
     return tf.stack([x0, x1, x2], axis=-1)

@@ -59,7 +59,7 @@ class _WeightNormLayer(keras.layers.Layer):
 
     Subclasses implement ``_v_shape``, ``_norm_axes``, ``_g_shape`` and ``_linear``
     (the raw linear map with the normalised kernel, plus bias), and may override
-    ``_prepare`` (causal padding before) and ``_finish`` (cropping after).
+    ``_finish`` (cropping after the linear map).
     """
 
     def __init__(self, filters: int, init_scale: float = 1.0, **kwargs) -> None:
@@ -115,9 +115,6 @@ class _WeightNormLayer(keras.layers.Layer):
         return tf.cast(tf.convert_to_tensor(self.b.value), self.compute_dtype)
 
     # -- forward -----------------------------------------------------------------
-    def _prepare(self, x: tf.Tensor) -> tf.Tensor:
-        return x
-
     def _linear(self, x: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
@@ -133,7 +130,6 @@ class _WeightNormLayer(keras.layers.Layer):
         self.b.assign(self.b - mean * scale)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        x = self._prepare(x)
         if _ddi_active():
             self._data_dependent_init(x)
         y = self._linear(x)
@@ -198,7 +194,16 @@ class WNConv2D(_WeightNormLayer):
     def _g_shape(self) -> tuple[int, ...]:
         return (1, 1, 1, self.filters)
 
+    def _padding(self) -> list[list[int]] | None:
+        """Zero padding ``[[0, 0], rows, columns, [0, 0]]`` before the VALID conv, or None."""
+        return None
+
     def _linear(self, x: tf.Tensor) -> tf.Tensor:
+        pad = self._padding()
+        if pad is not None:
+            # A separate pad (fused with the conv by the CPU graph rewriter) keeps the
+            # oneDNN backward kernels; explicit conv padding falls back to slower ones.
+            x = tf.pad(x, pad)
         y = tf.nn.conv2d(x, self.kernel(), strides=(1, *self.strides, 1), padding="VALID")
         return tf.nn.bias_add(y, self.bias())
 
@@ -259,12 +264,15 @@ class WNConv2DTranspose(_WeightNormLayer):
 # -- causal shifts ------------------------------------------------------------------
 def down_shift(x: tf.Tensor) -> tf.Tensor:
     """Shifts ``[B,H,W,C]`` down by one row: a zero row on top, the last row dropped."""
-    return tf.pad(x, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
+    # tf.slice rather than x[:, :-1]: its gradient is a pad, much cheaper on CPU.
+    kept = tf.slice(x, [0, 0, 0, 0], [-1, tf.shape(x)[1] - 1, -1, -1])
+    return tf.pad(kept, [[0, 0], [1, 0], [0, 0], [0, 0]])
 
 
 def right_shift(x: tf.Tensor) -> tf.Tensor:
     """Shifts ``[B,H,W,C]`` right by one column: a zero column left, the last dropped."""
-    return tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]])[:, :, :-1]
+    kept = tf.slice(x, [0, 0, 0, 0], [-1, -1, tf.shape(x)[2] - 1, -1])
+    return tf.pad(kept, [[0, 0], [0, 0], [1, 0], [0, 0]])
 
 
 def concat_elu(x: tf.Tensor) -> tf.Tensor:
@@ -285,10 +293,10 @@ class DownShiftedConv2D(WNConv2D):
         if self.kernel_size[1] % 2 != 1:
             raise ValueError(f"DownShiftedConv2D needs an odd kernel width, got {kernel_size}.")
 
-    def _prepare(self, x: tf.Tensor) -> tf.Tensor:
+    def _padding(self) -> list[list[int]]:
         kh, kw = self.kernel_size
         side = (kw - 1) // 2
-        return tf.pad(x, [[0, 0], [kh - 1, 0], [side, side], [0, 0]])
+        return [[0, 0], [kh - 1, 0], [side, side], [0, 0]]
 
 
 class DownRightShiftedConv2D(WNConv2D):
@@ -301,9 +309,9 @@ class DownRightShiftedConv2D(WNConv2D):
     def __init__(self, filters: int, kernel_size: Sequence[int] = (2, 2), **kwargs) -> None:
         super().__init__(filters, kernel_size=kernel_size, **kwargs)
 
-    def _prepare(self, x: tf.Tensor) -> tf.Tensor:
+    def _padding(self) -> list[list[int]]:
         kh, kw = self.kernel_size
-        return tf.pad(x, [[0, 0], [kh - 1, 0], [kw - 1, 0], [0, 0]])
+        return [[0, 0], [kh - 1, 0], [kw - 1, 0], [0, 0]]
 
 
 class DownShiftedConv2DTranspose(WNConv2DTranspose):
@@ -323,9 +331,8 @@ class DownShiftedConv2DTranspose(WNConv2DTranspose):
     def _finish(self, y: tf.Tensor) -> tf.Tensor:
         kh, kw = self.kernel_size
         side = (kw - 1) // 2
-        rows = tf.shape(y)[1] - (kh - 1)
-        cols = tf.shape(y)[2] - side
-        return y[:, :rows, side:cols, :]
+        shape = tf.shape(y)
+        return tf.slice(y, [0, 0, side, 0], [-1, shape[1] - (kh - 1), shape[2] - 2 * side, -1])
 
 
 class DownRightShiftedConv2DTranspose(WNConv2DTranspose):
@@ -339,9 +346,8 @@ class DownRightShiftedConv2DTranspose(WNConv2DTranspose):
 
     def _finish(self, y: tf.Tensor) -> tf.Tensor:
         kh, kw = self.kernel_size
-        rows = tf.shape(y)[1] - (kh - 1)
-        cols = tf.shape(y)[2] - (kw - 1)
-        return y[:, :rows, :cols, :]
+        shape = tf.shape(y)
+        return tf.slice(y, [0, 0, 0, 0], [-1, shape[1] - (kh - 1), shape[2] - (kw - 1), -1])
 
 
 class GatedResnet(keras.layers.Layer):
