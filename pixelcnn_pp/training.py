@@ -220,8 +220,7 @@ class PolyakAverage(tf.Module):
     Create inside the strategy scope so the shadows are mirrored like the variables.
     Only the shadows are tracked for checkpoints; the averaged variables are passed to
     each method (same order every time). `update` must run in cross-replica context
-    (e.g. after `strategy.run`); it updates each device's shadow from that device's
-    copy of the variable.
+    (e.g. after `strategy.run`).
     """
 
     def __init__(self, variables: Sequence[keras.Variable], decay: float) -> None:
@@ -260,15 +259,15 @@ class PolyakAverage(tf.Module):
             shadow.assign(tf.convert_to_tensor(_tf_variable(variable)))
 
     def update(self, variables: Sequence[keras.Variable]) -> None:
-        """shadow <- decay * shadow + (1 - decay) * variable, for every pair."""
-        strategy = tf.distribute.get_strategy()
+        """shadow <- decay * shadow + (1 - decay) * variable, for every pair.
+
+        In cross-replica context a mirrored shadow is assigned on every device from the
+        variable's (identical) mirrored value.
+        """
         decay = self.decay
-
-        def blend(shadow: tf.Variable, value: tf.Tensor) -> tf.Operation:
-            return shadow.assign(decay * shadow + (1.0 - decay) * value)
-
         for shadow, variable in self._pairs(variables):
-            strategy.extended.update(shadow, blend, args=(_tf_variable(variable),), group=False)
+            value = tf.convert_to_tensor(_tf_variable(variable))
+            shadow.assign(decay * tf.convert_to_tensor(shadow) + (1.0 - decay) * value)
 
     def copy_to(self, variables: Sequence[keras.Variable]) -> None:
         """Assigns the shadows to `variables` (e.g. the same or a twin model's weights)."""
@@ -461,6 +460,13 @@ def _write_run_config(
                 f"{out_dir!r} holds a UBM with another architecture ({'; '.join(clashes)}): "
                 "use a new output folder, or delete the old one to start over."
             )
+        changed = [
+            f"{name}: {saved[name]!r} -> {value!r}"
+            for name, value in dataclasses.asdict(config).items()
+            if name in saved and saved[name] != value
+        ]
+        if changed:
+            logging.warning("Settings changed since the last run in %s: %s", out_dir, changed)
     _write_json(
         path,
         {
@@ -574,6 +580,13 @@ def train_ubm(
             "Resumed from %s at step %d.", run.manager.latest_checkpoint, int(run.step.numpy())
         )
     start_step = int(run.step.numpy())
+    metrics_path = os.path.join(out_dir, METRICS_FILE)
+    if start_step >= steps and os.path.isfile(metrics_path):
+        with open(metrics_path) as handle:
+            saved_metrics = json.load(handle)
+        if saved_metrics.get("step") == start_step:
+            logging.info("The UBM in %s is already trained (step %d).", out_dir, start_step)
+            return saved_metrics
 
     def stream(start: int) -> tf.data.Dataset:
         return face_pipeline.training_record_stream(
