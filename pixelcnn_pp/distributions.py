@@ -70,7 +70,9 @@ def pixel_log_likelihood(x, params) -> tf.Tensor:
     # Colour coupling on the true (conditioning) R and G.
     mean_r, mean_g, mean_b = tf.unstack(means, num=3, axis=-2)
     c_rg, c_rb, c_gb = tf.unstack(coeffs, num=3, axis=-2)
-    means = tf.stack([mean_r, mean_g + c_rg * r, mean_b + c_rb * r + c_gb * g], axis=-2)
+    mean_g = mean_g + c_rg * r
+    mean_b = mean_b + c_rb * r + c_gb * g  # has the full broadcast shape of x and params
+    means = tf.stack([tf.broadcast_to(mean_r, tf.shape(mean_b)), mean_g, mean_b], axis=-2)
 
     centred = xc - means
     inv_s = tf.exp(-log_scales)

@@ -380,14 +380,15 @@ class GatedResnet(keras.layers.Layer):
         self.filters = int(filters)
         self.use_aux = bool(use_aux)
         self.dropout_rate = float(dropout_rate)
-        self.conv1 = conv(self.filters, name="conv1")
-        self.aux = WNDense(self.filters, name="aux_nin") if self.use_aux else None
+        pol = self.dtype_policy
+        self.conv1 = conv(self.filters, name="conv1", dtype=pol)
+        self.aux = WNDense(self.filters, name="aux_nin", dtype=pol) if self.use_aux else None
         self.dropout = (
-            keras.layers.Dropout(self.dropout_rate, name="dropout")
+            keras.layers.Dropout(self.dropout_rate, name="dropout", dtype=pol)
             if self.dropout_rate > 0
             else None
         )
-        self.conv2 = conv(2 * self.filters, init_scale=0.1, name="conv2")
+        self.conv2 = conv(2 * self.filters, init_scale=0.1, name="conv2", dtype=pol)
 
     def call(self, x: tf.Tensor, a: tf.Tensor | None = None, training: bool | None = None):
         if self.use_aux != (a is not None):

@@ -45,6 +45,7 @@ class PixelCNNpp(keras.Model):
         dropout_rate: float = 0.5,
         **kwargs,
     ) -> None:
+        kwargs.setdefault("name", "pixelcnn_pp")
         super().__init__(**kwargs)
         for name, value in (
             ("nr_resnet", nr_resnet),
@@ -62,60 +63,41 @@ class PixelCNNpp(keras.Model):
         self._ddi_done = False
 
         r, f = self.nr_resnet, self.nr_filters
+        rate = self.dropout_rate
         u_conv, ul_conv = L.DownShiftedConv2D, L.DownRightShiftedConv2D
 
         # Stream inputs.
-        self.u_in = L.DownShiftedConv2D(f, (2, 3), name="u_in")
-        self.ul_in_up = L.DownShiftedConv2D(f, (1, 3), name="ul_in_up")
-        self.ul_in_left = L.DownRightShiftedConv2D(f, (2, 1), name="ul_in_left")
-
-        # Up pass: R pairs per resolution; stride-2 convs between resolutions.
-        self.up_u, self.up_ul = [], []
+        self._add("u_in", L.DownShiftedConv2D, f, (2, 3))
+        self._add("ul_in_up", L.DownShiftedConv2D, f, (1, 3))
+        self._add("ul_in_left", L.DownRightShiftedConv2D, f, (2, 1))
+        # Up pass, levels 0-2 (full, 1/2, 1/4 resolution): R pairs each, then stride-2
+        # convs down to the next level.
         for level in range(3):
-            self.up_u.append(
-                [
-                    L.GatedResnet(f, u_conv, False, self.dropout_rate, name=f"up{level}_u{i}")
-                    for i in range(r)
-                ]
-            )
-            self.up_ul.append(
-                [
-                    L.GatedResnet(f, ul_conv, True, self.dropout_rate, name=f"up{level}_ul{i}")
-                    for i in range(r)
-                ]
-            )
-        self.down_u_stride = [
-            L.DownShiftedConv2D(f, (2, 3), strides=(2, 2), name=f"up{i}_u_stride") for i in range(2)
-        ]
-        self.down_ul_stride = [
-            L.DownRightShiftedConv2D(f, (2, 2), strides=(2, 2), name=f"up{i}_ul_stride")
-            for i in range(2)
-        ]
+            for i in range(r):
+                self._add(f"up{level}_u{i}", L.GatedResnet, f, u_conv, False, rate)
+                self._add(f"up{level}_ul{i}", L.GatedResnet, f, ul_conv, True, rate)
+            if level < 2:
+                self._add(f"up{level}_u_down", u_conv, f, (2, 3), strides=(2, 2))
+                self._add(f"up{level}_ul_down", ul_conv, f, (2, 2), strides=(2, 2))
+        # Down pass, levels 0-2 (1/4, 1/2, full resolution): stride-2 transposed convs
+        # up to the level, then R pairs at the lowest and R + 1 at the others.
+        for level, pairs in enumerate((r, r + 1, r + 1)):
+            if level > 0:
+                self._add(
+                    f"dn{level}_u_up", L.DownShiftedConv2DTranspose, f, (2, 3), strides=(2, 2)
+                )
+                self._add(
+                    f"dn{level}_ul_up", L.DownRightShiftedConv2DTranspose, f, (2, 2), strides=(2, 2)
+                )
+            for i in range(pairs):
+                self._add(f"dn{level}_u{i}", L.GatedResnet, f, u_conv, True, rate)
+                self._add(f"dn{level}_ul{i}", L.GatedResnet, f, ul_conv, True, rate)
+        self._add("out_nin", L.WNDense, 10 * self.nr_logistic_mix)
 
-        # Down pass: R pairs at the lowest resolution, then R + 1 at each higher one.
-        self.dn_u, self.dn_ul = [], []
-        for level, n in enumerate((r, r + 1, r + 1)):
-            self.dn_u.append(
-                [
-                    L.GatedResnet(f, u_conv, True, self.dropout_rate, name=f"dn{level}_u{i}")
-                    for i in range(n)
-                ]
-            )
-            self.dn_ul.append(
-                [
-                    L.GatedResnet(f, ul_conv, True, self.dropout_rate, name=f"dn{level}_ul{i}")
-                    for i in range(n)
-                ]
-            )
-        self.up_u_stride = [
-            L.DownShiftedConv2DTranspose(f, (2, 3), strides=(2, 2), name=f"dn{i}_u_stride")
-            for i in range(2)
-        ]
-        self.up_ul_stride = [
-            L.DownRightShiftedConv2DTranspose(f, (2, 2), strides=(2, 2), name=f"dn{i}_ul_stride")
-            for i in range(2)
-        ]
-        self.out_nin = L.WNDense(10 * self.nr_logistic_mix, name="out_nin")
+    def _add(self, name: str, layer_class: type[keras.layers.Layer], *args, **kwargs) -> None:
+        # Every sublayer is a direct attribute (not inside a list): Keras 3 lists are not
+        # tracked by tf.train.Checkpoint. Sublayers share the model's precision policy.
+        setattr(self, name, layer_class(*args, name=name, dtype=self.dtype_policy, **kwargs))
 
     # ------------------------------------------------------------------------------
     def _check_input(self, x: tf.Tensor) -> None:
@@ -152,26 +134,28 @@ class PixelCNNpp(keras.Model):
         u_stack, ul_stack = [u], [ul]
 
         for level in range(3):
-            for u_block, ul_block in zip(self.up_u[level], self.up_ul[level], strict=True):
-                u = u_block(u, training=training)
-                ul = ul_block(ul, u, training=training)
+            for i in range(self.nr_resnet):
+                u = getattr(self, f"up{level}_u{i}")(u, training=training)
+                ul = getattr(self, f"up{level}_ul{i}")(ul, u, training=training)
                 u_stack.append(u)
                 ul_stack.append(ul)
             if level < 2:
-                u = self.down_u_stride[level](u)
-                ul = self.down_ul_stride[level](ul)
+                u = getattr(self, f"up{level}_u_down")(u)
+                ul = getattr(self, f"up{level}_ul_down")(ul)
                 u_stack.append(u)
                 ul_stack.append(ul)
 
         u = u_stack.pop()
         ul = ul_stack.pop()
-        for level in range(3):
+        for level, pairs in enumerate((self.nr_resnet, self.nr_resnet + 1, self.nr_resnet + 1)):
             if level > 0:
-                u = self.up_u_stride[level - 1](u)
-                ul = self.up_ul_stride[level - 1](ul)
-            for u_block, ul_block in zip(self.dn_u[level], self.dn_ul[level], strict=True):
-                u = u_block(u, u_stack.pop(), training=training)
-                ul = ul_block(ul, tf.concat([u, ul_stack.pop()], axis=-1), training=training)
+                u = getattr(self, f"dn{level}_u_up")(u)
+                ul = getattr(self, f"dn{level}_ul_up")(ul)
+            for i in range(pairs):
+                u = getattr(self, f"dn{level}_u{i}")(u, u_stack.pop(), training=training)
+                ul = getattr(self, f"dn{level}_ul{i}")(
+                    ul, tf.concat([u, ul_stack.pop()], axis=-1), training=training
+                )
         if u_stack or ul_stack:  # pragma: no cover - structural invariant
             raise AssertionError("PixelCNN++ stacks must be empty after the down pass.")
 
