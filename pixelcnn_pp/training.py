@@ -299,7 +299,7 @@ def _variable_name(variable) -> str:
 
 # -- the run -----------------------------------------------------------------------
 @dataclasses.dataclass
-class _Run:
+class TrainingRun:
     """Everything one training run holds (built inside the strategy scope)."""
 
     strategy: tf.distribute.Strategy
@@ -312,9 +312,14 @@ class _Run:
     manager: tf.train.CheckpointManager
 
 
-def _build_run(
+def build_run(
     config: UBMConfig, strategy: tf.distribute.Strategy, checkpoint_dir: str, keep: int
-) -> _Run:
+) -> TrainingRun:
+    """Builds model, twin evaluation model, optimizer, averages, step and checkpointing.
+
+    Everything is created in `strategy`'s scope under the config's precision policy;
+    the optimizer is built so that a checkpoint restores its slots at once.
+    """
     with precision_policy(config.mixed_precision), strategy.scope():
         model = build_model(config)
         eval_model = build_model(config)
@@ -332,7 +337,7 @@ def _build_run(
         model=model_variables_tracker(model), optimizer=optimizer, ema=ema, step=step
     )
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=keep)
-    return _Run(strategy, model, eval_model, optimizer, ema, step, checkpoint, manager)
+    return TrainingRun(strategy, model, eval_model, optimizer, ema, step, checkpoint, manager)
 
 
 def _compute_grads_fn(model: PixelCNNpp, global_batch: int, dims: int, xla: bool):
@@ -355,7 +360,7 @@ def _compute_grads_fn(model: PixelCNNpp, global_batch: int, dims: int, xla: bool
     return tf.function(compute, jit_compile=xla)
 
 
-def make_train_step(run: _Run, config: UBMConfig, global_batch: int):
+def make_train_step(run: TrainingRun, config: UBMConfig, global_batch: int):
     """The distributed train step: iterator -> summed NLL (nats) of the global batch."""
     size = config.image_size
     dims = size * size * 3
@@ -390,7 +395,7 @@ def make_eval_fn(model: PixelCNNpp, xla: bool):
 
 
 def evaluate_bits_per_dim(
-    run: _Run, eval_fn, pattern: str | Sequence[str], config: UBMConfig
+    run: TrainingRun, eval_fn, pattern: str | Sequence[str], config: UBMConfig
 ) -> float:
     """Bits/dim of the EMA weights on up to `eval_batches` batches of `pattern`."""
     run.ema.copy_to(run.eval_model.trainable_variables)
@@ -572,7 +577,7 @@ def train_ubm(
     )
 
     keras.utils.set_random_seed(config.seed)
-    run = _build_run(config, strategy, os.path.join(write_dir, CHECKPOINT_DIR), keep_checkpoints)
+    run = build_run(config, strategy, os.path.join(write_dir, CHECKPOINT_DIR), keep_checkpoints)
     logging.info("UBM parameters: %d", run.model.count_params())
     if run.manager.latest_checkpoint:
         run.checkpoint.restore(run.manager.latest_checkpoint).assert_existing_objects_matched()

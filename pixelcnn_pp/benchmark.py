@@ -1,0 +1,137 @@
+"""Throughput of UBM training and likelihood-map computation (images per second).
+
+Times the real code paths: the distributed train step of `training` (forward,
+backward, Adam, Polyak averaging) and the compiled likelihood function of
+`likelihood`, on random uint8 images, after warm-up steps that absorb tracing and
+compilation. FLOP/s figures use the conv/nin multiply-add count of `flops` (a train
+step is counted as 3 forward passes: forward, and a backward pass of twice its cost).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from pixelcnn_pp import flops, likelihood, training
+from pixelcnn_pp.config import UBMConfig
+
+
+def device_description() -> str:
+    """The accelerator's name if TensorFlow sees one, otherwise the CPU model and cores."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores (CPU only)"
+
+
+def _time_calls(fn, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return time.perf_counter() - start
+
+
+def benchmark_ubm(config: UBMConfig, steps: int, warmup: int = 2) -> dict:
+    """Measures train and likelihood throughput of the UBM described by `config`.
+
+    Args:
+      config: architecture, batch_size, image_size, mixed_precision and xla are used.
+      steps: timed steps of each kind.
+      warmup: untimed steps first (tracing, XLA compilation).
+
+    Returns:
+      A flat dict: the settings, device, TF version, forward FLOPs per image,
+      train/likelihood images per second and achieved FLOP/s, compile times.
+    """
+    if steps < 1 or warmup < 1:
+        raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}.")
+    training.validate_config(config)
+    size, batch = config.image_size, config.batch_size
+    rng = np.random.default_rng(config.seed)
+    images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+
+    with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoint folder
+        run = training.build_run(config, tf.distribute.get_strategy(), scratch, keep=1)
+    run.model.data_dependent_init(training.images_to_model_input(images))
+    run.ema.reset(run.model.trainable_variables)
+    train_step = training.make_train_step(run, config, batch)
+    iterator = iter(tf.data.Dataset.from_tensors(images).repeat())
+
+    def one_train_step() -> None:
+        loss = float(train_step(iterator))
+        if not np.isfinite(loss):
+            raise training.NonFiniteLossError(f"Benchmark loss became {loss}.")
+
+    compile_train = _time_calls(one_train_step, 1)
+    _time_calls(one_train_step, warmup - 1)
+    train_seconds = _time_calls(one_train_step, steps)
+
+    run.ema.copy_to(run.eval_model.trainable_variables)
+    maps_fn = likelihood.compiled_likelihood_fn(run.eval_model, jit_compile=config.xla)
+    compile_lik = _time_calls(lambda: maps_fn(images).numpy(), 1)
+    _time_calls(lambda: maps_fn(images).numpy(), warmup - 1)
+    lik_seconds = _time_calls(lambda: maps_fn(images).numpy(), steps)
+
+    forward = flops.pixelcnn_pp_forward_flops(
+        config.nr_resnet, config.nr_filters, config.nr_logistic_mix, size, size
+    )
+    train_ips = batch * steps / train_seconds
+    lik_ips = batch * steps / lik_seconds
+    return {
+        **{k: getattr(config, k) for k in ("nr_resnet", "nr_filters", "nr_logistic_mix")},
+        "batch_size": batch,
+        "image_size": size,
+        "steps": steps,
+        "warmup": warmup,
+        "xla": config.xla,
+        "mixed_precision": config.mixed_precision or "float32",
+        "device": device_description(),
+        "tensorflow": tf.__version__,
+        "parameters": int(run.model.count_params()),
+        "forward_flops_per_image": forward,
+        "train_images_per_sec": train_ips,
+        "likelihood_images_per_sec": lik_ips,
+        "train_flops_per_sec": 3.0 * forward * train_ips,
+        "likelihood_flops_per_sec": forward * lik_ips,
+        "train_first_step_sec": compile_train,
+        "likelihood_first_call_sec": compile_lik,
+    }
+
+
+def config_for_benchmark(
+    nr_resnet: int,
+    nr_filters: int,
+    nr_logistic_mix: int,
+    batch_size: int,
+    image_size: int,
+    xla: bool,
+    mixed_precision: str,
+) -> UBMConfig:
+    """A UBMConfig with the benchmark's settings (paper optimiser settings otherwise)."""
+    return dataclasses.replace(
+        UBMConfig(),
+        nr_resnet=nr_resnet,
+        nr_filters=nr_filters,
+        nr_logistic_mix=nr_logistic_mix,
+        batch_size=batch_size,
+        init_batch_size=batch_size,
+        image_size=image_size,
+        xla=xla,
+        mixed_precision=mixed_precision,
+    )
