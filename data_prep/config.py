@@ -12,6 +12,8 @@ METHOD_ABBREVIATIONS: dict[str, str] = {
     "NeuralTextures": "NT",
 }
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# The `method` of pristine videos (and of their crops).
+ORIGINAL = "original"
 
 
 @dataclasses.dataclass(frozen=True)

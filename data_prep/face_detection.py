@@ -57,6 +57,30 @@ class FastSettings:
     agree_iou: float = 0.75  # keyframes agreeing at least this much are interpolated
 
 
+@dataclasses.dataclass(frozen=True)
+class CropSettings:
+    """How the frames of a video are sampled, and faces found and cropped."""
+
+    frames_per_video: int = 0  # 0: every frame; N: N evenly spaced frames
+    max_frames: int = 0  # > 0: only the first max_frames frames of a video
+    detection: str = FAST
+    crop_size: int = 64
+    crop_scale: float = 1.3
+    fast: FastSettings = dataclasses.field(default_factory=FastSettings)
+
+
+@dataclasses.dataclass
+class VideoCrops:
+    """The face crops of one video: `images` uint8 RGB [N, S, S, 3], with the frame
+    index and crop box (x0, y0, x1, y1) of each, and how many frames were read."""
+
+    frames: list[int]
+    boxes: list[Box]
+    images: np.ndarray
+    frames_read: int
+    frames_without_face: int
+
+
 def box_iou(a: Iterable[float], b: Iterable[float]) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1)."""
     ax0, ay0, ax1, ay1 = (float(v) for v in a)
@@ -309,3 +333,36 @@ def detect_faces(
         box = crop_box(face, width, height, scale) if face is not None else None
         results.append((index, box))
     return results
+
+
+def crop_video(
+    video_path: str, settings: CropSettings, detector: FaceDetector | None = None
+) -> VideoCrops:
+    """The FF++ face crops of the sampled frames of one video.
+
+    Frames without a face are counted in `frames_without_face` and skipped.
+
+    Raises:
+      VideoReadError: the video cannot be decoded, or is truncated.
+    """
+    detector = detector or FaceDetector(settings.fast)
+    size = settings.crop_size
+    frames, boxes, images = [], [], []
+    frames_read = 0
+    stream = read_frames(video_path, settings.frames_per_video, settings.max_frames)
+    for index, frame, face in track_faces(stream, detector, settings.detection):
+        frames_read += 1
+        height, width = frame.shape[:2]
+        box = crop_box(face, width, height, settings.crop_scale) if face is not None else None
+        if box is None:
+            continue
+        frames.append(index)
+        boxes.append(box)
+        images.append(crop_face(frame, box, size))
+    return VideoCrops(
+        frames=frames,
+        boxes=boxes,
+        images=np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),
+        frames_read=frames_read,
+        frames_without_face=frames_read - len(frames),
+    )

@@ -25,37 +25,30 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import cv2
 from absl import logging
 from tqdm import tqdm
 
-from data_prep.config import METHODS, SPLITS
-from data_prep.face_detection import (
-    DETECTION_MODES,
-    FaceDetector,
-    FastSettings,
-    crop_box,
-    crop_face,
-    track_faces,
-)
-from data_prep.face_records import ORIGINAL, FaceExample, serialize_face
+from data_prep.config import METHODS, ORIGINAL, SPLITS
+from data_prep.face_detection import DETECTION_MODES, CropSettings, FastSettings, VideoCrops
+from data_prep.face_workers import CropJob, CropResult, map_jobs
 from data_prep.ffpp_layout import LayoutReport, check_request, find_videos
-from data_prep.frames import VideoReadError, read_frames
 from data_prep.json_io import read_json, write_json_atomically
 from data_prep.splits import SplitIndex, load_splits
-from data_prep.tfrecord_io import TMP_SUFFIX, write_shard_atomically
+
+# TensorFlow (the record schema and the shard writer) is imported inside the functions
+# that write: worker processes import this module through the binary and should start
+# without it.
 
 MANIFEST = "manifest.json"
 CONFIG = "config.json"
 PROGRESS = "progress.jsonl"
 SHARD_SUFFIX = ".tfrecord"
+_PARTIAL_SUFFIX = SHARD_SUFFIX + ".tmp"  # tfrecord_io's temporary shard name
 OK = "ok"
 FAILED = "failed"
 # Seconds between rewrites of manifest.json while the stage runs.
@@ -72,10 +65,6 @@ _RESUME_KEYS = (
 )
 
 
-class NoFaceError(RuntimeError):
-    """No face was found in any sampled frame of a video."""
-
-
 @dataclasses.dataclass(frozen=True)
 class ExtractionSettings:
     """Everything that decides the examples of a video (recorded in config.json)."""
@@ -90,6 +79,16 @@ class ExtractionSettings:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def crop_settings(self) -> CropSettings:
+        return CropSettings(
+            frames_per_video=self.frames_per_video,
+            max_frames=self.max_frames,
+            detection=self.detection,
+            crop_size=self.crop_size,
+            crop_scale=self.crop_scale,
+            fast=self.fast,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,120 +114,74 @@ def shard_path(out_dir: str, split: str, source: str, video: str) -> str:
     return os.path.join(out_dir, split, source, video + SHARD_SUFFIX)
 
 
-def _examples(
-    task: VideoTask, settings: ExtractionSettings, detector: FaceDetector, counts: dict[str, int]
-) -> Iterator[bytes]:
-    """Serialised face examples of one video; counts frames as it goes.
+def write_video_shard(task: VideoTask, crops: VideoCrops, compression: str, out_dir: str) -> str:
+    """Writes the crops of one video as face examples, atomically; returns the path."""
+    from data_prep.face_records import FaceExample, serialize_face
+    from data_prep.tfrecord_io import write_shard_atomically
 
-    Raises NoFaceError at the end when no frame had a face (so no shard is written).
-    """
-    frames = read_frames(task.path, settings.frames_per_video, settings.max_frames)
-    for index, frame, face in track_faces(frames, detector, settings.detection):
-        counts["frames_read"] += 1
-        height, width = frame.shape[:2]
-        box = crop_box(face, width, height, settings.crop_scale) if face is not None else None
-        if box is None:
-            counts["frames_without_face"] += 1
-            continue
-        counts["faces"] += 1
-        yield serialize_face(
+    path = shard_path(out_dir, task.split, task.method, task.video)
+    records = (
+        serialize_face(
             FaceExample(
-                image=crop_face(frame, box, settings.crop_size),
+                image=image,
                 video=task.video,
-                frame=index,
+                frame=frame,
                 method=task.method,
                 label=task.label,
                 split=task.split,
-                compression=settings.compression,
+                compression=compression,
                 box=box,
             )
         )
-    if counts["faces"] == 0:
-        raise NoFaceError(
-            f"No face found in any of the {counts['frames_read']} frames read from {task.path}."
-        )
+        for frame, box, image in zip(crops.frames, crops.boxes, crops.images, strict=True)
+    )
+    write_shard_atomically(path, records)
+    return path
 
 
-def process_video(
-    task: VideoTask, out_dir: str, settings: ExtractionSettings, detector: FaceDetector
+def finish_video(
+    task: VideoTask, result: CropResult, compression: str, out_dir: str
 ) -> dict[str, Any]:
-    """Crops the faces of one video into its shard; never raises for a bad video.
+    """Writes the shard of a cropped video; returns its manifest entry.
 
-    Returns:
-      The manifest entry: video, method, split, path, shard (relative to out_dir),
-      frames_read, faces, frames_without_face, seconds (wall time: decoding,
-      detection, cropping, writing), status ("ok" or "failed") and error (None or
-      the reason).
+    The entry holds video, method, split, path, shard (relative to out_dir, None when
+    failed), frames_read, faces, frames_without_face, seconds (wall time: decoding,
+    detection, cropping, writing), status ("ok" or "failed") and error (None or why).
+    A video without any face fails (it would add nothing and hides a problem).
     """
     start = time.perf_counter()
-    path = shard_path(out_dir, task.split, task.method, task.video)
-    counts = {"frames_read": 0, "faces": 0, "frames_without_face": 0}
-    status, error = OK, None
-    try:
-        write_shard_atomically(path, _examples(task, settings, detector, counts))
-    except (VideoReadError, NoFaceError) as e:
-        status, error = FAILED, str(e)
-    except Exception as e:  # noqa: BLE001 - one bad video must not stop the stage
-        logging.exception("Unexpected error on %s", task.path)
-        status, error = FAILED, f"{type(e).__name__}: {e}"
-    if status == FAILED and os.path.exists(path + TMP_SUFFIX):
-        os.remove(path + TMP_SUFFIX)
+    crops, error, shard = result.crops, result.error, None
+    if crops is not None and not crops.frames:
+        error = f"No face found in any of the {crops.frames_read} frames read from {task.path}."
+    if error is None:
+        try:
+            shard = os.path.relpath(write_video_shard(task, crops, compression, out_dir), out_dir)
+        except Exception as e:  # noqa: BLE001 - recorded as a failed video, run goes on
+            logging.exception("Cannot write the shard of %s", task.path)
+            error = f"Cannot write the shard: {type(e).__name__}: {e}"
     return {
         "video": task.video,
         "method": task.method,
         "split": task.split,
         "path": task.path,
-        "shard": os.path.relpath(path, out_dir) if status == OK else None,
-        **counts,
-        "seconds": round(time.perf_counter() - start, 4),
-        "status": status,
+        "shard": shard,
+        "frames_read": crops.frames_read if crops else 0,
+        "faces": len(crops.frames) if crops and error is None else 0,
+        "frames_without_face": crops.frames_without_face if crops else 0,
+        "seconds": round(result.seconds + time.perf_counter() - start, 4),
+        "status": OK if error is None else FAILED,
         "error": error,
     }
 
 
-# --- worker processes --------------------------------------------------------------
-
-_worker: dict[str, Any] = {}
-
-
-def _watch_parent(parent: int) -> None:
-    """Ends a worker whose parent died (e.g. SIGKILL), so no orphan keeps writing."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
-def _init_worker(out_dir: str, settings: ExtractionSettings, parent: int) -> None:
-    cv2.setNumThreads(1)
-    _worker.update(out_dir=out_dir, settings=settings, detector=FaceDetector(settings.fast))
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _work(task: VideoTask) -> dict[str, Any]:
-    return process_video(task, _worker["out_dir"], _worker["settings"], _worker["detector"])
-
-
-def _run_tasks(
+def _process(
     tasks: Sequence[VideoTask], out_dir: str, settings: ExtractionSettings, workers: int
 ) -> Iterator[dict[str, Any]]:
-    """Manifest entries of `tasks` as they finish (in-process when workers == 1)."""
-    if workers == 1 or len(tasks) <= 1:
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)
-        try:
-            detector = FaceDetector(settings.fast)
-            for task in tasks:
-                yield process_video(task, out_dir, settings, detector)
-        finally:
-            cv2.setNumThreads(threads)
-        return
-    # spawn, not fork: the parent has TensorFlow loaded, which must not be forked.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(
-        min(workers, len(tasks)), _init_worker, (out_dir, settings, os.getpid())
-    ) as pool:
-        yield from pool.imap_unordered(_work, tasks, chunksize=1)
+    """Manifest entries of `tasks` as they finish (cropped in workers, written here)."""
+    by_key = {t.key: t for t in tasks}
+    jobs = [CropJob(key=t.key, path=t.path) for t in tasks]
+    for result in map_jobs(jobs, settings.crop_settings(), workers):
+        yield finish_video(by_key[result.key], result, settings.compression, out_dir)
 
 
 # --- progress journal and manifest ---------------------------------------------------
@@ -368,9 +321,10 @@ def _check_resume(out_dir: str, settings: ExtractionSettings) -> None:
 
 
 def _remove_partial_shards(out_dir: str) -> None:
+    """Deletes temporary shards that a killed run left behind."""
     for root, _, files in os.walk(out_dir):
         for name in files:
-            if name.endswith(SHARD_SUFFIX + TMP_SUFFIX):
+            if name.endswith(_PARTIAL_SUFFIX):
                 os.remove(os.path.join(root, name))
 
 
@@ -555,7 +509,7 @@ def prepare_faces(
     complete = False
     try:
         with tqdm(total=len(todo), unit="video", desc="faces", dynamic_ncols=True) as bar:
-            for entry in _run_tasks(todo, out_dir, settings, workers):
+            for entry in _process(todo, out_dir, settings, workers):
                 journal.append(entry)
                 entries[f"{entry['method']}/{entry['video']}"] = entry
                 if entry["status"] == FAILED:

@@ -13,7 +13,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-ORIGINAL = "original"
+# Re-exported: the schema's `method` of pristine crops.
+from data_prep.config import ORIGINAL as ORIGINAL
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,8 +18,7 @@ import collections
 import dataclasses
 import os
 
-from data_prep.config import METHODS
-from data_prep.face_records import ORIGINAL
+from data_prep.config import METHODS, ORIGINAL
 
 COMPRESSIONS: tuple[str, ...] = ("raw", "c23", "c40")
 ORIGINAL_DIR = os.path.join("original_sequences", "youtube")

@@ -13,8 +13,7 @@ import dataclasses
 import json
 import os
 
-from data_prep.config import SPLITS
-from data_prep.face_records import ORIGINAL
+from data_prep.config import ORIGINAL, SPLITS
 
 
 class SplitFileError(ValueError):

@@ -41,14 +41,14 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from data_prep.config import METHODS, SPLITS
-from data_prep.face_records import ORIGINAL
+from data_prep.config import METHODS, ORIGINAL, SPLITS
 from data_prep.ffpp_layout import videos_dir
 from data_prep.json_io import read_json, write_json_atomically
 
 CONTAINERS: tuple[str, ...] = ("avi", "mkv")
 SPLIT_FRACTIONS = {"val": 0.14, "test": 0.14}  # FF++: 720 / 140 / 140 of 1000 videos
-MARKER = "synthetic.json"
+MARKER = "synthetic.json"  # written last: the dataset is complete
+SETTINGS = ".synthetic_settings.json"  # written first: what a partial run was making
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _ONE = 1 << _SHIFT
 
@@ -633,14 +633,16 @@ def generate_synthetic_ffpp(
         "container": container,
     }
     marker = os.path.join(out_dir, MARKER)
-    saved = read_json(marker)
-    if saved is not None and saved.get("settings") != settings:
-        raise ValueError(
-            f"{out_dir} holds a synthetic dataset made with other settings "
-            f"({saved.get('settings')}): choose another --out or delete it."
-        )
+    settings_path = os.path.join(out_dir, SETTINGS)
+    for path in (marker, settings_path):
+        saved = read_json(path)
+        if saved is not None and saved.get("settings") != settings:
+            raise ValueError(
+                f"{out_dir} holds a synthetic dataset made with other settings "
+                f"({saved.get('settings')}): choose another --out or delete it."
+            )
     # The settings go first, so a resumed run can tell its own partial output.
-    write_json_atomically(marker, {"settings": settings, "complete": False})
+    write_json_atomically(settings_path, {"settings": settings})
     splits_dir = os.path.join(out_dir, "splits")
     os.makedirs(splits_dir, exist_ok=True)
     for split in SPLITS:
@@ -677,7 +679,6 @@ def generate_synthetic_ffpp(
                 counts[method] += 1
     summary = {
         "settings": settings,
-        "complete": True,
         "pairs": pairs,
         "videos": counts,
         "splits_dir": splits_dir,
