@@ -350,6 +350,47 @@ class DownRightShiftedConv2DTranspose(WNConv2DTranspose):
         return tf.slice(y, [0, 0, 0, 0], [-1, shape[1] - (kh - 1), shape[2] - (kw - 1), -1])
 
 
+class Dropout(keras.layers.Layer):
+    """Element-wise dropout (inverted: kept values are scaled by 1 / (1 - rate)).
+
+    Same semantics as ``keras.layers.Dropout`` but with a cheaper mask: each 32-bit
+    random word from the stateless RNG yields four 8-bit (or two 16-bit) uniform
+    levels, which cuts the random-number cost, a visible share of a CPU training
+    step, by 2-4x. The keep decision ``level >= rate * levels`` is exact for rates that
+    are multiples of 1/256 (0.5 included); other rates are rounded to 1/65536.
+    Active only when ``training`` is true. ``[..]`` -> same shape.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._per_word = 4 if float(self.rate * 256).is_integer() else 2
+        levels = 256 if self._per_word == 4 else 65536
+        self._threshold = round(self.rate * levels)
+        self._level_dtype = tf.uint8 if self._per_word == 4 else tf.uint16
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        if not training or self.rate == 0.0:
+            return x
+        # Stateless RNG ops (also under XLA) want int32 seeds; the generator's are int64.
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), 2**31 - 2), tf.int32)
+        size = tf.size(x)
+        words = (size + self._per_word - 1) // self._per_word
+        bits = tf.random.stateless_uniform([words], seed, minval=None, maxval=None, dtype=tf.uint32)
+        levels = tf.slice(tf.reshape(tf.bitcast(bits, self._level_dtype), [-1]), [0], [size])
+        keep = tf.reshape(levels, tf.shape(x)) >= self._threshold
+        return x * (tf.cast(keep, x.dtype) * (1.0 / (1.0 - self.rate)))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config
+
+
 class GatedResnet(keras.layers.Layer):
     """Gated residual block of PixelCNN++.
 
@@ -384,9 +425,7 @@ class GatedResnet(keras.layers.Layer):
         self.conv1 = conv(self.filters, name="conv1", dtype=pol)
         self.aux = WNDense(self.filters, name="aux_nin", dtype=pol) if self.use_aux else None
         self.dropout = (
-            keras.layers.Dropout(self.dropout_rate, name="dropout", dtype=pol)
-            if self.dropout_rate > 0
-            else None
+            Dropout(self.dropout_rate, name="dropout", dtype=pol) if self.dropout_rate > 0 else None
         )
         self.conv2 = conv(2 * self.filters, init_scale=0.1, name="conv2", dtype=pol)
 

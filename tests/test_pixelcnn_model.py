@@ -219,3 +219,16 @@ def test_bad_hyper_parameters_raise_clear_errors():
         PixelCNNpp(nr_filters=0)
     with pytest.raises(ValueError, match="dropout_rate must be in"):
         PixelCNNpp(dropout_rate=1.0)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.3])
+def test_dropout_drops_the_right_fraction_only_in_training(rate):
+    layer = L.Dropout(rate, seed=1)
+    x = tf.ones([8, 32, 32, 16])
+    first = layer(x, training=True).numpy()
+    second = layer(x, training=True).numpy()
+    np.testing.assert_allclose(np.unique(first), [0.0, 1.0 / (1.0 - rate)], rtol=1e-6)
+    assert abs((first == 0).mean() - rate) < 0.01
+    assert (first != second).mean() > 0.1  # a fresh mask on every call
+    np.testing.assert_array_equal(layer(x).numpy(), x.numpy())
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
