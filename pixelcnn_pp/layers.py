@@ -28,7 +28,6 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 _DDI_STATE = threading.local()
@@ -68,9 +67,6 @@ class _WeightNormLayer(keras.layers.Layer):
             raise ValueError(f"filters must be a positive integer, got {filters}.")
         self.filters = int(filters)
         self.init_scale = float(init_scale)
-        # Moments (mean, variance) of the recomputed pre-activation from the last
-        # data-dependent init run eagerly; for inspection and tests.
-        self.init_moments: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- parameters --------------------------------------------------------------
     def _v_shape(self, in_channels: int) -> tuple[int, ...]:
@@ -122,6 +118,8 @@ class _WeightNormLayer(keras.layers.Layer):
         return y
 
     def _data_dependent_init(self, x: tf.Tensor) -> None:
+        """Sets g and b so that this layer's pre-activation on x has per-channel mean 0
+        and standard deviation init_scale."""
         y = tf.cast(self._linear(x), tf.float32)
         axes = list(range(len(y.shape) - 1))
         mean, var = tf.nn.moments(y, axes=axes)
@@ -131,12 +129,10 @@ class _WeightNormLayer(keras.layers.Layer):
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         if _ddi_active():
+            # Re-scale g and b first; the output below is then recomputed with them, so
+            # later layers see normalised inputs during the initialisation pass.
             self._data_dependent_init(x)
-        y = self._linear(x)
-        if _ddi_active() and tf.executing_eagerly():
-            mean, var = tf.nn.moments(tf.cast(y, tf.float32), axes=list(range(len(y.shape) - 1)))
-            self.init_moments = (mean.numpy(), var.numpy())
-        return self._finish(y)
+        return self._finish(self._linear(x))
 
     def get_config(self) -> dict:
         config = super().get_config()
