@@ -264,7 +264,7 @@ def render_face(identity: Identity, state: FrameState) -> np.ndarray:
     for s in (-1, 1):
         f.ellipse(s * 0.49, 0.0, 0.07, 0.12 * ha, skin * 0.9)
     # Face, with a darker rim for shading; the fringe over the forehead.
-    f.ellipse(0, 0, 0.5, 0.5 * ha, skin * 0.88)
+    f.ellipse(0, 0, 0.5, 0.5 * ha, skin * 0.75)
     f.ellipse(0, -0.02 * ha, 0.46, 0.47 * ha, skin)
     f.ellipse(
         0,
@@ -286,7 +286,7 @@ def render_face(identity: Identity, state: FrameState) -> np.ndarray:
             eye_v - i.brow_y * ha,
             0.12,
             0.03,
-            i.hair * 0.7,
+            np.minimum(0.6 * i.hair, 0.45 * skin),  # brows stay darker than skin
             thickness=i.brow_thickness,
             angle=s * i.brow_tilt,
             start=190,
@@ -468,10 +468,10 @@ def neuraltextures(
     rendered = render_face(
         target_id, dataclasses.replace(state, mouth_open=source_state.mouth_open)
     )
-    texture = np.round(cv2.bilateralFilter(rendered, 5, 20, 3) / 10.0) * 10.0
+    texture = np.round(cv2.bilateralFilter(rendered, 5, 20, 3) / 16.0) * 16.0
     centre = lm["mouth"] + [0, 0.02 * face_h]
     mask = _soft_ellipse(
-        target.shape, centre, (0.3 * face_w, 0.14 * face_h), state.roll, 0.03 * face_w
+        target.shape, centre, (0.32 * face_w, 0.17 * face_h), state.roll, 0.03 * face_w
     )
     return _to_uint8(target.astype(np.float32) * (1 - mask) + texture * mask)
 
