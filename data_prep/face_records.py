@@ -60,9 +60,13 @@ def face_features(example: FaceExample) -> dict[str, tf.train.Feature]:
 
 
 def serialize_face(example: FaceExample) -> bytes:
-    """Serialises one face example to a tf.train.Example string."""
+    """Serialises one face example to a tf.train.Example string.
+
+    Deterministic (feature map in key order), so the same crop gives the same bytes in
+    every process: a resumed run writes exactly the records of an uninterrupted one.
+    """
     features = tf.train.Features(feature=face_features(example))
-    return tf.train.Example(features=features).SerializeToString()
+    return tf.train.Example(features=features).SerializeToString(deterministic=True)
 
 
 FACE_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
