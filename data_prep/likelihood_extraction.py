@@ -8,8 +8,8 @@ EMA weights, dropout off) is what the detector classifies.
 Layout: every face shard `FACES/<split>/<source>/<video>.tfrecord` becomes
 `WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` with the same examples in the
 same order, each keeping every face feature and gaining `loglik_map` and
-`image_loglik` (schema: `data_prep.likelihood_records`). Crops of several videos are
-batched together; each output shard is written atomically once its video is done,
+`image_loglik` (schema: `data_prep.likelihood_records`). Crops of consecutive videos
+share full batches; each output shard is written atomically once its video is done,
 so a re-run skips finished videos and redoes at most the batch in flight.
 `config.json` (written first) records the UBM's weight fingerprint, so maps from two
 different UBMs are never mixed in one folder; `manifest.json` has the counts.
@@ -102,37 +102,63 @@ def model_fingerprint(weights: list[np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _check_outputs(task: ShardTask, images: np.ndarray, maps: np.ndarray, lls: np.ndarray):
+def _check_outputs(images: np.ndarray, maps: np.ndarray, lls: np.ndarray) -> None:
     n, height, width = images.shape[:3]
     if maps.shape != (n, height, width) or lls.shape != (n,):
         raise ValueError(
             f"The UBM returned maps {list(maps.shape)} and log-likelihoods {list(lls.shape)} "
-            f"for {n} crops of {height}x{width} in {task.face_shard}: expected [{n}, "
-            f"{height}, {width}] and [{n}]."
+            f"for {n} crops of {height}x{width}: expected [{n}, {height}, {width}] and [{n}]."
         )
 
 
-def _flush(
-    pending: list[tuple[ShardTask, list[face_records.FaceExample]]],
-    likelihood_fn: LikelihoodFn,
-) -> int:
-    """Computes the maps of all pending shards in one call and writes each shard."""
-    faces = [face for _, shard_faces in pending for face in shard_faces]
-    if faces:
-        images = np.stack([f.image for f in faces])
-        maps, lls = likelihood_fn(images)
+class _Batcher:
+    """Feeds crops of consecutive videos to the UBM in full batches, writes finished videos.
+
+    Crops wait in a queue until `batch_size` of them are there, so no batch is padded
+    except the very last one; a video's shard is written as soon as all its crops have
+    their maps.
+    """
+
+    def __init__(self, likelihood_fn: LikelihoodFn, batch_size: int):
+        self.likelihood_fn = likelihood_fn
+        self.batch_size = batch_size
+        self.pending: collections.deque = collections.deque()  # (task, faces), in order
+        self.waiting: list[np.ndarray] = []  # images without maps yet, in queue order
+        self.done: list[tuple[np.ndarray, float]] = []  # (map, image log-lik), in order
+        self.shards_written = 0
+        self.frames_written = 0
+
+    def add(self, task: ShardTask, faces: list[face_records.FaceExample]) -> None:
+        self.pending.append((task, faces))
+        self.waiting.extend(f.image for f in faces)
+        while len(self.waiting) >= self.batch_size:
+            self._compute(self.batch_size)
+        self._write_ready()
+
+    def finish(self) -> None:
+        if self.waiting:
+            self._compute(len(self.waiting))
+        self._write_ready()
+
+    def _compute(self, count: int) -> None:
+        images = np.stack(self.waiting[:count])
+        del self.waiting[:count]
+        maps, lls = self.likelihood_fn(images)
         maps, lls = np.asarray(maps, np.float32), np.asarray(lls, np.float32)
-        _check_outputs(pending[0][0], images, maps, lls)
-    start = 0
-    for task, shard_faces in pending:
-        stop = start + len(shard_faces)
-        records = [
-            likelihood_records.serialize_likelihood(face, maps[i], float(lls[i]))
-            for face, i in zip(shard_faces, range(start, stop), strict=True)
-        ]
-        tfrecord_io.write_shard_atomically(task.output_shard, records)
-        start = stop
-    return len(faces)
+        _check_outputs(images, maps, lls)
+        self.done.extend(zip(maps, lls.tolist(), strict=True))
+
+    def _write_ready(self) -> None:
+        while self.pending and len(self.pending[0][1]) <= len(self.done):
+            task, faces = self.pending.popleft()
+            results, self.done = self.done[: len(faces)], self.done[len(faces) :]
+            records = [
+                likelihood_records.serialize_likelihood(face, loglik_map, loglik)
+                for face, (loglik_map, loglik) in zip(faces, results, strict=True)
+            ]
+            tfrecord_io.write_shard_atomically(task.output_shard, records)
+            self.shards_written += 1
+            self.frames_written += len(records)
 
 
 def extract_all(
@@ -142,46 +168,38 @@ def extract_all(
 ) -> dict[str, Any]:
     """Writes the likelihood shard of every task whose output does not exist yet.
 
-    Crops are gathered across videos until at least `batch_size` are pending, so
-    short videos still fill the accelerator. A face shard that cannot be read or
-    whose crops differ in size is logged, counted and skipped.
+    Crops of consecutive videos share batches of exactly `batch_size` (only the last
+    batch is smaller), so short videos still fill the accelerator. A face shard that
+    cannot be read or whose crops differ in size is logged, counted and skipped.
 
     Returns:
       {"written": shards written, "skipped_complete": shards already there,
        "frames_written": crops processed, "bad_shards": [{"shard", "error"}]}.
     """
     todo = [t for t in tasks if not os.path.exists(t.output_shard)]
-    stats: dict[str, Any] = {
-        "written": 0,
-        "skipped_complete": len(tasks) - len(todo),
-        "frames_written": 0,
-        "bad_shards": [],
-    }
-    if stats["skipped_complete"]:
-        logging.info(
-            "%d of %d videos already done; resuming.", stats["skipped_complete"], len(tasks)
-        )
-    pending: list[tuple[ShardTask, list[face_records.FaceExample]]] = []
-    pending_frames = 0
+    bad_shards = []
+    if len(todo) < len(tasks):
+        logging.info("%d of %d videos already done; resuming.", len(tasks) - len(todo), len(tasks))
+    batcher = _Batcher(likelihood_fn, batch_size)
     progress = tqdm(todo, desc="likelihood maps", unit="video")
-    for i, task in enumerate(progress):
+    for task in progress:
         try:
             faces = read_faces(task.face_shard)
             if len({f.image.shape for f in faces}) > 1:
                 raise ValueError("crops of different sizes in one shard")
         except (tf.errors.OpError, ValueError) as e:
             logging.error("Skipping unreadable face shard %s: %s", task.face_shard, e)
-            stats["bad_shards"].append({"shard": task.face_shard, "error": str(e)})
-            faces = None
-        if faces is not None:
-            pending.append((task, faces))
-            pending_frames += len(faces)
-        if pending and (pending_frames >= batch_size or i == len(todo) - 1):
-            stats["frames_written"] += _flush(pending, likelihood_fn)
-            stats["written"] += len(pending)
-            progress.set_postfix(frames=stats["frames_written"])
-            pending, pending_frames = [], 0
-    return stats
+            bad_shards.append({"shard": task.face_shard, "error": str(e)})
+            continue
+        batcher.add(task, faces)
+        progress.set_postfix(frames=batcher.frames_written)
+    batcher.finish()
+    return {
+        "written": batcher.shards_written,
+        "skipped_complete": len(tasks) - len(todo),
+        "frames_written": batcher.frames_written,
+        "bad_shards": bad_shards,
+    }
 
 
 def summarize(output_dir: str) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_shards_mirror_faces_and_keep_every_feature(tmp_path, rng):
 
     stats = likelihood_extraction.extract_all(tasks, counting, batch_size=6)
     assert stats["written"] == 3 and stats["frames_written"] == 12 and not stats["bad_shards"]
-    assert calls == [3 + 4, 5]  # crops of several videos share a batch (shards in path order)
+    assert calls == [6, 6]  # full batches across videos (3 + 3 | 1 + 5), none padded
     for (split, source), n in VIDEOS.items():
         video = "007" if source == "original" else "007_009"
         face_path = os.path.join(faces_dir, split, source, f"{video}.tfrecord")
@@ -147,3 +147,29 @@ def test_maps_of_another_ubm_are_not_mixed(tmp_path):
     likelihood_extraction.prepare_output(out, {"ubm_fingerprint": "aaaa"})  # same UBM: fine
     with pytest.raises(ValueError, match="another UBM"):
         likelihood_extraction.prepare_output(out, {"ubm_fingerprint": "bbbb"})
+
+
+def test_ubm_folder_without_checkpoint_is_a_clear_error(tmp_path, rng):
+    _faces_tree(str(tmp_path / "faces"), rng, {("train", "original"): 1})
+    (tmp_path / "ubm").mkdir()
+    with pytest.raises(FileNotFoundError, match="train_ubm"):
+        likelihood_extraction.run(
+            str(tmp_path / "ubm"), str(tmp_path / "faces"), str(tmp_path / "work")
+        )
+    assert not os.path.exists(tmp_path / "work" / "likelihoods" / "train")
+
+
+def test_last_batch_holds_the_remainder_and_empty_videos_are_written(tmp_path, rng):
+    faces_dir, out_dir = str(tmp_path / "faces"), str(tmp_path / "likelihoods")
+    _faces_tree(faces_dir, rng, {**VIDEOS, ("val", "original"): 0})
+    calls = []
+
+    def counting(images):
+        calls.append(len(images))
+        return stand_in(images)
+
+    tasks = likelihood_extraction.plan_shards(faces_dir, out_dir)
+    stats = likelihood_extraction.extract_all(tasks, counting, batch_size=5)
+    assert calls == [5, 5, 2] and stats["written"] == 4 and stats["frames_written"] == 12
+    empty = os.path.join(out_dir, "val", "original", "007.tfrecord")
+    assert os.path.exists(empty) and sum(1 for _ in tf.data.TFRecordDataset(empty)) == 0

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The whole pipeline of Khodabakhsh & Busch (BIOSIG 2020), stage after stage.
+#
+# Called by `make reproduce` with these environment variables:
+#   FFPP_ROOT    FaceForensics++ root as the download script wrote it; empty = generate a
+#                miniature FF++-layout dataset into WORKDIR/synthetic_ffpp (smoke run)
+#   SPLITS_DIR   folder with the official train.json/val.json/test.json (required with
+#                FFPP_ROOT)
+#   COMPRESSION  raw (the paper's), c23 or c40
+#   CONFIG       smoke or paper (experiments/configs/)
+#   WORKDIR      where every stage writes its folder
+#   PYTHON       the interpreter of the project's environment
+# Every stage skips work it has finished, so running this again after an interruption
+# continues where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+CONFIG="${CONFIG:-smoke}"
+COMPRESSION="${COMPRESSION:-raw}"
+WORKDIR="${WORKDIR:-workdir/${CONFIG}}"
+FFPP_ROOT="${FFPP_ROOT:-}"
+SPLITS_DIR="${SPLITS_DIR:-}"
+WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 2)}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+
+die() {
+  echo "reproduce: $*" >&2
+  exit 2
+}
+log() { echo "[reproduce $(date +%H:%M:%S)] $*" >&2; }
+
+# A value of the chosen configuration, e.g. `cfg ubm.max_steps`.
+cfg() {
+  "$PYTHON" -c "import sys; from experiments.configs import load_config
+c = load_config(sys.argv[1])
+for part in sys.argv[2].split('.'):
+    c = getattr(c, part)
+print(','.join(c) if isinstance(c, tuple) else c)" "$CONFIG" "$1"
+}
+
+"$PYTHON" -c "from experiments.configs import load_config; load_config('$CONFIG')" 2>/dev/null \
+  || die "unknown CONFIG='$CONFIG': use CONFIG=smoke or CONFIG=paper (experiments/configs/)."
+case "$COMPRESSION" in raw | c23 | c40) ;; *) die "COMPRESSION must be raw, c23 or c40, got '$COMPRESSION'." ;; esac
+
+if [ -n "$FFPP_ROOT" ]; then
+  [ -d "$FFPP_ROOT" ] || die "FFPP_ROOT='$FFPP_ROOT' is not a folder: point it at the FaceForensics++ download."
+  [ -n "$SPLITS_DIR" ] || die "SPLITS_DIR is required with FFPP_ROOT: the folder with the official \
+train.json, val.json and test.json (dataset/splits in the FaceForensics repository). Splits are never invented."
+  [ -d "$SPLITS_DIR" ] || die "SPLITS_DIR='$SPLITS_DIR' is not a folder."
+fi
+
+mkdir -p "$WORKDIR"
+START=$(date +%s)
+log "config=$CONFIG compression=$COMPRESSION workdir=$WORKDIR"
+
+# Records a stage's command line for results/run.json (binaries without --workdir).
+record() { "$PYTHON" -c "import sys; from experiments import run_log
+run_log.record_command(sys.argv[1], sys.argv[2:])" "$WORKDIR" "$@"; }
+
+# 0. The data: FF++, or a generated miniature in its layout.
+if [ -z "$FFPP_ROOT" ]; then
+  [ -z "$SPLITS_DIR" ] || log "SPLITS_DIR is ignored without FFPP_ROOT (the generated dataset has its own)."
+  FFPP_ROOT="$WORKDIR/synthetic_ffpp"
+  SPLITS_DIR="$FFPP_ROOT/splits"
+  if [ -f "$FFPP_ROOT/synthetic.json" ]; then
+    log "stage 0/6: generated dataset already in $FFPP_ROOT"
+  else
+    log "stage 0/6: generating the FF++-layout dataset into $FFPP_ROOT"
+    SYNTH=(--out="$FFPP_ROOT" --identities="$(cfg synthetic.identities)"
+      --frames="$(cfg synthetic.frames)" --seed="$(cfg synthetic.seed)")
+    record make_synthetic_ffpp "${SYNTH[@]}"
+    "$PYTHON" -m experiments.make_synthetic_ffpp "${SYNTH[@]}"
+  fi
+fi
+
+# 1. Face crops (resumes per video).
+log "stage 1/6: face crops"
+"$PYTHON" -m experiments.prepare_faces --ffpp_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR" \
+  --compression="$COMPRESSION" --methods="$(cfg faces.methods)" \
+  --frames_per_video="$(cfg faces.frames_per_video)" --detection="$(cfg faces.detection)" \
+  --workers="$WORKERS" --workdir="$WORKDIR"
+
+# 2. The UBM on pristine training crops (resumes from its last checkpoint).
+log "stage 2/6: UBM (PixelCNN++) on pristine training faces"
+"$PYTHON" -m experiments.train_ubm --config="$CONFIG" --workdir="$WORKDIR" \
+  --train_data="$WORKDIR/faces/train/original/*.tfrecord" \
+  --val_data="$WORKDIR/faces/val/original/*.tfrecord"
+
+# 3. Likelihood maps of every crop (skips finished videos).
+log "stage 3/6: likelihood maps"
+"$PYTHON" -m experiments.extract_likelihoods --ubm_dir="$WORKDIR/ubm" \
+  --faces_dir="$WORKDIR/faces" --workdir="$WORKDIR"
+
+# 4-5. The detector, Table 1 (known attacks) and Table 2 (leave-one-out); finished
+# methods are skipped.
+for protocol in known loo; do
+  log "stage $([ $protocol = known ] && echo 4 || echo 5)/6: detection, protocol $protocol"
+  "$PYTHON" -m experiments.run_detection --protocol="$protocol" \
+    --likelihoods_dir="$WORKDIR/likelihoods" --workdir="$WORKDIR" --config="$CONFIG"
+done
+
+# 6. Tables and figures from the saved results.
+log "stage 6/6: tables and figures"
+"$PYTHON" -m experiments.make_tables --workdir="$WORKDIR"
+"$PYTHON" -m experiments.make_figures --workdir="$WORKDIR"
+
+log "done in $(($(date +%s) - START)) s: $WORKDIR/results/"
+cat "$WORKDIR/results/table1.md" "$WORKDIR/results/table2.md"
