@@ -16,7 +16,8 @@ and a square of side 1.3 x max(w, h) centred on it, clamped to the frame.
   frames; boxes between two keyframes that agree (IoU >= `agree_iou`) are
   interpolated linearly, and a span whose keyframes disagree (a face appears or
   leaves, or the reference jumps a pyramid level) is bisected with more
-  detections. A keyframe that finds nothing falls back to the full reference.
+  detections (a level jump only `refine_depth` times). A keyframe that finds
+  nothing falls back to the full reference.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class FastSettings:
     keyframe_interval: int = 12  # frames between keyframes
     margin_levels: int = 1  # also scan this many pyramid levels below the last face's
     agree_iou: float = 0.75  # keyframes agreeing at least this much are interpolated
+    # Keyframes showing the same face at two pyramid levels (IoU ~0.69) are refined
+    # by bisection at most `refine_depth` times, then interpolated; a face that moved
+    # away (IoU < same_face_iou), appeared or vanished is bisected to the frame.
+    same_face_iou: float = 0.5
+    refine_depth: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +234,9 @@ def _interpolate(a: _Keyed, b: _Keyed, index: int) -> np.ndarray:
     return (1.0 - t) * a.box + t * b.box
 
 
-def _resolve(detector: FaceDetector, a: _Keyed, mids: list[_Keyed], b: _Keyed) -> Iterator[_Keyed]:
+def _resolve(
+    detector: FaceDetector, a: _Keyed, mids: list[_Keyed], b: _Keyed, depth: int = 0
+) -> Iterator[_Keyed]:
     """Boxes for the frames strictly between keyframes a and b, in order."""
     if not mids:
         return
@@ -236,22 +244,25 @@ def _resolve(detector: FaceDetector, a: _Keyed, mids: list[_Keyed], b: _Keyed) -
         # No face at either end: none assumed between (saves scanning faceless spans).
         yield from mids
         return
-    if (
-        a.box is not None
-        and b.box is not None
-        and box_iou(a.box, b.box) >= detector.settings.agree_iou
-    ):
-        for m in mids:
-            m.box = _interpolate(a, b, m.index)
-            yield m
-        return
+    settings = detector.settings
+    if a.box is not None and b.box is not None:
+        iou = box_iou(a.box, b.box)
+        # Interpolate where the ends agree, or where they show the same face one
+        # pyramid level apart and the span was already refined enough.
+        if iou >= settings.agree_iou or (
+            iou >= settings.same_face_iou and depth >= settings.refine_depth
+        ):
+            for m in mids:
+                m.box = _interpolate(a, b, m.index)
+                yield m
+            return
     # Disagreement: detect the middle frame and resolve both halves.
     j = len(mids) // 2
     mid = mids[j]
     mid.box = detector.detect_near(mid.frame, a.box if a.box is not None else b.box)
-    yield from _resolve(detector, a, mids[:j], mid)
+    yield from _resolve(detector, a, mids[:j], mid, depth + 1)
     yield mid
-    yield from _resolve(detector, mid, mids[j + 1 :], b)
+    yield from _resolve(detector, mid, mids[j + 1 :], b, depth + 1)
 
 
 def track_faces(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import importlib
 import json
 import os
 import time
@@ -503,6 +504,10 @@ def prepare_faces(
     # Largest files first: better balance across workers.
     todo.sort(key=lambda t: -os.path.getsize(t.path) if os.path.exists(t.path) else 0)
 
+    if todo:
+        # Load TensorFlow (for writing) now, so that no video's time includes it.
+        importlib.import_module("data_prep.face_records")
+        importlib.import_module("data_prep.tfrecord_io")
     journal = _Journal(out_dir)
     last_write = time.monotonic()
     frames, start = 0, time.monotonic()

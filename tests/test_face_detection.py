@@ -116,6 +116,17 @@ def test_fast_bisects_a_span_whose_keyframes_disagree():
     assert 3 < len(calls) < 25 and 16 in calls and 17 in calls
 
 
+def test_fast_refines_a_pyramid_level_jump_only_twice():
+    # The same face found one pyramid level larger from frame 17 on (IoU ~0.69).
+    small, large = (100, 100, 200, 200), (90, 90, 210, 210)
+    truth = {i: small if i < 17 else large for i in range(25)}
+    boxes, calls = _track(truth, 25)
+    assert calls == [0, 12, 24, 18, 15]  # two bisection steps, then interpolation
+    for i in list(range(16)) + list(range(18, 25)):
+        np.testing.assert_allclose(boxes[i], truth[i])
+    assert small[2] < boxes[16][2] < large[2]  # in between: interpolated
+
+
 def test_fast_finds_where_a_face_leaves_and_skips_faceless_spans():
     face = (100, 100, 200, 200)
     truth = {i: face if i < 20 else None for i in range(49)}

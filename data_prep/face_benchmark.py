@@ -1,0 +1,188 @@
+"""Speed and agreement of the fast face detector against the FF++ reference.
+
+Runs the face-crop stage (`face_extraction.prepare_faces`) twice on the same real
+videos, once with `exact` detection (dlib on every full-resolution frame, as the
+FaceForensics++ code does; Roessler et al., ICCV 2019) and once with `fast`, and
+reports frames per second per core from the manifests (`frames_read` / `seconds` of
+each video, so process start-up is not counted) and the IoU between the crop boxes
+of the two runs on the frames both cropped.
+
+The videos are linked into a temporary FF++ layout as originals, with a split file
+listing them all in `train`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from data_prep.config import ORIGINAL
+from data_prep.face_detection import box_iou
+from data_prep.face_extraction import prepare_faces
+from data_prep.ffpp_layout import videos_dir
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_layout(videos: Sequence[str], root: str) -> tuple[str, str]:
+    """Links `videos` into `root` as FF++ originals 000, 001, ...; returns (root, splits).
+
+    Every video goes to the train split (pairs of consecutive ids; an odd last one is
+    paired with an id that has no video).
+    """
+    folder = videos_dir(root, ORIGINAL, "raw")
+    os.makedirs(folder, exist_ok=True)
+    ids = []
+    for i, path in enumerate(videos):
+        ext = os.path.splitext(path)[1]
+        os.symlink(os.path.abspath(path), os.path.join(folder, f"{i:03d}{ext}"))
+        ids.append(f"{i:03d}")
+    if len(ids) % 2:
+        ids.append(f"{len(ids):03d}")
+    splits = os.path.join(root, "splits")
+    os.makedirs(splits, exist_ok=True)
+    pairs = {"train": [[ids[i], ids[i + 1]] for i in range(0, len(ids), 2)], "val": [], "test": []}
+    for split, listed in pairs.items():
+        with open(os.path.join(splits, f"{split}.json"), "w") as f:
+            json.dump(listed, f)
+    return root, splits
+
+
+def _boxes(faces_dir: str) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+    """(video, frame) -> crop box of every example under a faces folder."""
+    # Imported here: worker processes import this module and start without TensorFlow.
+    import tensorflow as tf
+
+    from data_prep.face_records import parse_face_numpy
+
+    boxes = {}
+    for root, _, files in os.walk(faces_dir):
+        for name in sorted(files):
+            if name.endswith(".tfrecord"):
+                for raw in tf.data.TFRecordDataset(os.path.join(root, name)).as_numpy_iterator():
+                    e = parse_face_numpy(raw)
+                    boxes[(e.video, e.frame)] = e.box
+    return boxes
+
+
+def _speed(manifest: dict[str, Any]) -> dict[str, float]:
+    frames = sum(e["frames_read"] for e in manifest["videos"])
+    seconds = sum(e["seconds"] for e in manifest["videos"])
+    return {
+        "frames": frames,
+        "seconds": round(seconds, 2),
+        "fps_per_core": round(frames / seconds, 2) if seconds else 0.0,
+    }
+
+
+def benchmark_faces(
+    videos: Sequence[str],
+    workdir: str | None = None,
+    workers: int = 1,
+    max_frames: int = 0,
+    exact_max_frames: int = 0,
+) -> dict[str, Any]:
+    """Times `fast` against `exact` face cropping on every frame of `videos`.
+
+    Args:
+      videos: paths of real videos.
+      workdir: where the layout and the two runs go (a temporary folder if None).
+      workers: processes per run; each is single-threaded, so frames/s per core is
+        sum(frames_read) / sum(seconds) over the videos either way.
+      max_frames: if > 0, only the first max_frames frames of each video (both runs).
+      exact_max_frames: if > 0, the exact run stops after this many frames of each
+        video (its speed is measured on those; IoU on the frames both runs cropped).
+
+    Returns:
+      `fast` and `exact` ({frames, seconds, fps_per_core}), `speedup`, `mean_iou`,
+      `min_iou`, `iou_at_least_0_9` (fraction of frames), `matched_frames`, per-video
+      figures (`videos`), the settings and the machine with its load average.
+    """
+    if not videos:
+        raise ValueError("No videos to benchmark: pass --videos_dir with real videos.")
+    own_tmp = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="bench_faces_")
+    load_start = os.getloadavg()
+    root, splits = build_layout(videos, os.path.join(workdir, "ffpp"))
+    exact_cap = exact_max_frames or max_frames
+    if max_frames and exact_cap:
+        exact_cap = min(exact_cap, max_frames)
+    runs = {}
+    for mode, cap in (("fast", max_frames), ("exact", exact_cap)):
+        out = os.path.join(workdir, mode, "faces")
+        runs[mode] = (
+            prepare_faces(
+                root, splits, out, methods=(), detection=mode, workers=workers, max_frames=cap
+            ),
+            _boxes(out),
+        )
+    (fast_manifest, fast_boxes), (exact_manifest, exact_boxes) = runs["fast"], runs["exact"]
+    matched = sorted(set(fast_boxes) & set(exact_boxes))
+    ious = np.array([box_iou(fast_boxes[k], exact_boxes[k]) for k in matched])
+    fast, exact = _speed(fast_manifest), _speed(exact_manifest)
+    per_video = []
+    by_video = {e["video"]: e for e in exact_manifest["videos"]}
+    for e in fast_manifest["videos"]:
+        capture = cv2.VideoCapture(e["path"])
+        size = (
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        capture.release()
+        x = by_video.get(e["video"], {})
+        video_ious = [i for k, i in zip(matched, ious, strict=True) if k[0] == e["video"]]
+        per_video.append(
+            {
+                "video": os.path.basename(os.path.realpath(e["path"])),
+                "width": size[0],
+                "height": size[1],
+                "fast_frames": e["frames_read"],
+                "fast_fps": round(e["frames_read"] / e["seconds"], 1) if e["seconds"] else 0,
+                "exact_frames": x.get("frames_read", 0),
+                "exact_fps": round(x["frames_read"] / x["seconds"], 2) if x.get("seconds") else 0,
+                "mean_iou": round(float(np.mean(video_ious)), 4) if video_ious else None,
+            }
+        )
+    result = {
+        "fast": fast,
+        "exact": exact,
+        "speedup": round(fast["fps_per_core"] / exact["fps_per_core"], 1)
+        if exact["fps_per_core"]
+        else None,
+        "mean_iou": round(float(ious.mean()), 4) if len(ious) else None,
+        "min_iou": round(float(ious.min()), 4) if len(ious) else None,
+        "iou_at_least_0_9": round(float(np.mean(ious >= 0.9)), 4) if len(ious) else None,
+        "matched_frames": len(matched),
+        "fast_settings": fast_manifest["settings"]["fast"],
+        "max_frames": max_frames,
+        "exact_max_frames": exact_cap,
+        "workers": workers,
+        "videos": per_video,
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "opencv": cv2.__version__,
+            "load_average_start": [round(v, 2) for v in load_start],
+            "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        },
+    }
+    if own_tmp:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
