@@ -11,6 +11,8 @@ SPLITS_DIR ?=
 COMPRESSION ?= raw
 CONFIG ?= smoke
 WORKDIR ?= workdir/$(CONFIG)
+# Real videos for `make bench` (face extraction speed).
+TALKING_HEADS ?= ../shared/data/talking_heads
 
 .PHONY: install lint format test bench reproduce clean
 
@@ -36,6 +38,8 @@ test: lint
 bench: install
 	$(PY) -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
 		--batch_size=8 --image_size=64 --steps=5
+	$(PY) -m experiments.bench_faces --videos_dir=$(TALKING_HEADS) \
+		--videos=d0.mp4,d3.mp4,d9.mp4,d13.mp4 --max_frames=120
 
 reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \
