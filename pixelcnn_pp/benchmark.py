@@ -82,8 +82,8 @@ def benchmark_ubm(config: UBMConfig, steps: int, warmup: int = 2) -> dict:
     _time_calls(one_train_step, warmup - 1)
     train_seconds = _time_calls(one_train_step, steps)
 
-    run.ema.copy_to(run.eval_model.trainable_variables)
-    maps_fn = likelihood.compiled_likelihood_fn(run.eval_model, jit_compile=config.xla)
+    run.ema.copy_to(run.model.trainable_variables)  # training is over: evaluate the averages
+    maps_fn = likelihood.compiled_likelihood_fn(run.model, jit_compile=config.xla)
     compile_lik = _time_calls(lambda: maps_fn(images).numpy(), 1)
     _time_calls(lambda: maps_fn(images).numpy(), warmup - 1)
     lik_seconds = _time_calls(lambda: maps_fn(images).numpy(), steps)

@@ -106,7 +106,7 @@ def compiled_likelihood_fn(model: keras.Model, jit_compile: bool = False):
             x = training.images_to_model_input(images)
             return pixel_log_likelihood(x, model(x, training=False))
 
-        cache[jit_compile] = tf.function(maps, jit_compile=jit_compile)
+        cache[jit_compile] = tf.function(maps, jit_compile=jit_compile, autograph=False)
     return cache[jit_compile]
 
 

@@ -274,6 +274,19 @@ class PolyakAverage(tf.Module):
         for shadow, variable in self._pairs(variables):
             variable.assign(tf.convert_to_tensor(shadow))
 
+    @contextlib.contextmanager
+    def averaged_weights(self, variables: Sequence[keras.Variable]) -> Iterator[None]:
+        """Within the block `variables` hold the averages; their values come back after."""
+        pairs = list(self._pairs(variables))
+        saved = [tf.identity(tf.convert_to_tensor(_tf_variable(v))) for _, v in pairs]
+        try:
+            for shadow, variable in pairs:
+                variable.assign(tf.convert_to_tensor(shadow))
+            yield
+        finally:
+            for (_, variable), value in zip(pairs, saved, strict=True):
+                variable.assign(value)
+
 
 def model_variables_tracker(model: keras.Model) -> tf.Module:
     """A checkpointable holder of all of a model's variables, in model order.
@@ -304,7 +317,6 @@ class TrainingRun:
 
     strategy: tf.distribute.Strategy
     model: PixelCNNpp
-    eval_model: PixelCNNpp
     optimizer: keras.optimizers.Optimizer
     ema: PolyakAverage
     step: tf.Variable
@@ -315,14 +327,16 @@ class TrainingRun:
 def build_run(
     config: UBMConfig, strategy: tf.distribute.Strategy, checkpoint_dir: str, keep: int
 ) -> TrainingRun:
-    """Builds model, twin evaluation model, optimizer, averages, step and checkpointing.
+    """Builds model, optimizer, averages, step counter and checkpointing.
 
-    Everything is created in `strategy`'s scope under the config's precision policy;
-    the optimizer is built so that a checkpoint restores its slots at once.
+    Seeds Keras's random generators with `config.seed` first, so a fresh run starts
+    from the same weights every time. Everything is created in `strategy`'s scope
+    under the config's precision policy; the optimizer is built so that a checkpoint
+    restores its slots at once.
     """
+    keras.utils.set_random_seed(config.seed)
     with precision_policy(config.mixed_precision), strategy.scope():
         model = build_model(config)
-        eval_model = build_model(config)
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
         ema = PolyakAverage(model.trainable_variables, config.ema_decay)
@@ -337,7 +351,7 @@ def build_run(
         model=model_variables_tracker(model), optimizer=optimizer, ema=ema, step=step
     )
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=keep)
-    return TrainingRun(strategy, model, eval_model, optimizer, ema, step, checkpoint, manager)
+    return TrainingRun(strategy, model, optimizer, ema, step, checkpoint, manager)
 
 
 def _compute_grads_fn(model: PixelCNNpp, global_batch: int, dims: int, xla: bool):
@@ -357,7 +371,7 @@ def _compute_grads_fn(model: PixelCNNpp, global_batch: int, dims: int, xla: bool
         grads = tape.gradient(loss, model.trainable_variables)
         return nll, grads
 
-    return tf.function(compute, jit_compile=xla)
+    return tf.function(compute, jit_compile=xla, autograph=False)
 
 
 def make_train_step(run: TrainingRun, config: UBMConfig, global_batch: int):
@@ -373,7 +387,7 @@ def make_train_step(run: TrainingRun, config: UBMConfig, global_batch: int):
         run.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return nll
 
-    @tf.function
+    @tf.function(autograph=False)
     def train_step(iterator) -> tf.Tensor:
         per_replica = run.strategy.run(replica_step, args=(next(iterator),))
         nll = run.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
@@ -391,23 +405,27 @@ def make_eval_fn(model: PixelCNNpp, xla: bool):
         x = images_to_model_input(images)
         return discretized_mix_logistic_loss(x, model(x, training=False))
 
-    return tf.function(evaluate, jit_compile=xla)
+    return tf.function(evaluate, jit_compile=xla, autograph=False)
 
 
 def evaluate_bits_per_dim(
     run: TrainingRun, eval_fn, pattern: str | Sequence[str], config: UBMConfig
 ) -> float:
-    """Bits/dim of the EMA weights on up to `eval_batches` batches of `pattern`."""
-    run.ema.copy_to(run.eval_model.trainable_variables)
+    """Bits/dim of the EMA weights on up to `eval_batches` batches of `pattern`.
+
+    The averages are swapped into the model for the evaluation and swapped out after,
+    so training goes on from its own weights.
+    """
     dataset = face_pipeline.face_dataset(
         pattern, config.batch_size, crop_size=config.image_size, validate=False
     )
     if config.eval_batches > 0:
         dataset = dataset.take(config.eval_batches)
     total_nll, count = 0.0, 0
-    for images in dataset:
-        total_nll += float(eval_fn(images))
-        count += int(images.shape[0])
+    with run.ema.averaged_weights(run.model.trainable_variables):
+        for images in dataset:
+            total_nll += float(eval_fn(images))
+            count += int(images.shape[0])
     if count == 0:
         raise ValueError(f"The validation data {pattern!r} holds no images.")
     return total_nll / (count * config.image_size**2 * 3 * math.log(2.0))
@@ -507,6 +525,18 @@ def total_steps(config: UBMConfig, num_examples: int, global_batch: int) -> int:
     return max(int(steps), 1)
 
 
+def _finished_metrics(out_dir: str, checkpoint_dir: str, steps: int) -> dict | None:
+    """The saved final metrics if the latest checkpoint already reached `steps`."""
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    metrics_path = os.path.join(out_dir, METRICS_FILE)
+    if latest is None or not os.path.isfile(metrics_path):
+        return None
+    step = int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    with open(metrics_path) as handle:
+        metrics = json.load(handle)
+    return metrics if step >= steps and metrics.get("step") == step else None
+
+
 def train_ubm(
     config: UBMConfig,
     train_pattern: str | Sequence[str],
@@ -576,7 +606,10 @@ def train_ubm(
         steps,
     )
 
-    keras.utils.set_random_seed(config.seed)
+    finished = _finished_metrics(out_dir, os.path.join(write_dir, CHECKPOINT_DIR), steps)
+    if finished is not None:
+        logging.info("The UBM in %s is already trained (step %d).", out_dir, finished["step"])
+        return finished
     run = build_run(config, strategy, os.path.join(write_dir, CHECKPOINT_DIR), keep_checkpoints)
     logging.info("UBM parameters: %d", run.model.count_params())
     if run.manager.latest_checkpoint:
@@ -585,13 +618,6 @@ def train_ubm(
             "Resumed from %s at step %d.", run.manager.latest_checkpoint, int(run.step.numpy())
         )
     start_step = int(run.step.numpy())
-    metrics_path = os.path.join(out_dir, METRICS_FILE)
-    if start_step >= steps and os.path.isfile(metrics_path):
-        with open(metrics_path) as handle:
-            saved_metrics = json.load(handle)
-        if saved_metrics.get("step") == start_step:
-            logging.info("The UBM in %s is already trained (step %d).", out_dir, start_step)
-            return saved_metrics
 
     def stream(start: int) -> tf.data.Dataset:
         return face_pipeline.training_record_stream(
@@ -629,7 +655,7 @@ def train_ubm(
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = make_train_step(run, config, global_batch)
-    eval_fn = make_eval_fn(run.eval_model, config.xla)
+    eval_fn = make_eval_fn(run.model, config.xla)
     writer = (
         tf.summary.create_file_writer(os.path.join(out_dir, TENSORBOARD_DIR))
         if chief
