@@ -21,11 +21,11 @@ import sys
 
 from absl import app, flags, logging
 
-from data_prep.face_pipeline import CorruptShardError
 from experiments import run_log
 from experiments.configs import CONFIG_NAMES, load_config
-from pixelcnn_pp import training
 from pixelcnn_pp.config import UBMConfig
+
+STRATEGIES = ("default", "mirrored", "multiworker")  # as in pixelcnn_pp.training
 
 CONFIG = flags.DEFINE_string("config", None, f"Configuration: one of {', '.join(CONFIG_NAMES)}.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory; the UBM goes to WORKDIR/ubm.")
@@ -36,7 +36,7 @@ VAL_DATA = flags.DEFINE_string(
     "val_data", None, "Glob of validation face-crop TFRecords (optional)."
 )
 STRATEGY = flags.DEFINE_string(
-    "strategy", "default", f"tf.distribute strategy: one of {', '.join(training.STRATEGIES)}."
+    "strategy", "default", f"tf.distribute strategy: one of {', '.join(STRATEGIES)}."
 )
 MIXED_PRECISION = flags.DEFINE_string(
     "mixed_precision",
@@ -52,7 +52,7 @@ IMAGE_SIZE = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir", "train_data"])
 
 
-def _ubm_config() -> UBMConfig:
+def _ubm_config(training) -> UBMConfig:
     """The named configuration's UBM settings with the flag overrides applied."""
     try:
         config = load_config(CONFIG.value).ubm
@@ -83,17 +83,25 @@ def _ubm_config() -> UBMConfig:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if STRATEGY.value not in training.STRATEGIES:
+    if STRATEGY.value not in STRATEGIES:
         raise app.UsageError(
-            f"--strategy={STRATEGY.value!r} is unknown: use one of "
-            f"{', '.join(training.STRATEGIES)}."
+            f"--strategy={STRATEGY.value!r} is unknown: use one of {', '.join(STRATEGIES)}."
         )
     if not TRAIN_DATA.value.strip():
         raise app.UsageError(
             "--train_data is empty: pass the glob of the pristine training crops, e.g. "
             "'WORKDIR/faces/train/original/*.tfrecord'."
         )
-    config = _ubm_config()
+    try:
+        load_config(CONFIG.value)
+    except ValueError as err:
+        raise app.UsageError(str(err)) from None
+    # TensorFlow loads only once the flags are known to be usable, so --help and flag
+    # mistakes answer at once.
+    from data_prep.face_pipeline import CorruptShardError
+    from pixelcnn_pp import training
+
+    config = _ubm_config(training)
     out_dir = os.path.join(WORKDIR.value, "ubm")
     try:
         os.makedirs(out_dir, exist_ok=True)

@@ -102,8 +102,48 @@ def _scalars(out_dir: str, tag: str) -> dict[int, float]:
     return values
 
 
+_MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from pixelcnn_pp import training
+    from pixelcnn_pp.config import UBMConfig
+    config = UBMConfig(**json.loads(sys.argv[3]))
+    metrics = training.train_ubm(config, sys.argv[1], None, sys.argv[2], strategy_name="mirrored",
+                                 log_every_steps=1)
+    print("RESULT " + json.dumps(metrics))
+    """
+)
+
+
+MIRRORED_CONFIG = dataclasses.replace(CONFIG, dropout_rate=0.0, max_steps=1)
+
+
 @pytest.fixture(scope="module")
-def trained(data, tmp_path_factory) -> dict:
+def mirrored_run(data, tmp_path_factory):
+    """One step of the mirrored strategy on two logical CPU devices, in a subprocess
+    (logical devices must be set before TensorFlow starts). Started before the
+    in-process training so that both use the two cores at once."""
+    out_dir = str(tmp_path_factory.mktemp("mirrored") / "ubm")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MIRRORED_SCRIPT, data["train"], out_dir]
+        + [json.dumps(dataclasses.asdict(MIRRORED_CONFIG))],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    yield {"process": process, "out_dir": out_dir}
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def trained(data, mirrored_run, tmp_path_factory) -> dict:
     """Trains 8 steps, then loses the step-8 checkpoint (a kill after step 6's save)
     and runs the same call again, which must redo steps 7-8 identically."""
     out_dir = str(tmp_path_factory.mktemp("run") / "ubm")
@@ -258,41 +298,16 @@ def test_bad_inputs_give_clear_errors(data, tmp_path):
         training.make_strategy("tpu_pod")
 
 
-_MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import dataclasses, json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from pixelcnn_pp import training
-    from pixelcnn_pp.config import UBMConfig
-    config = UBMConfig(**json.loads(sys.argv[3]))
-    metrics = training.train_ubm(config, sys.argv[1], None, sys.argv[2], strategy_name="mirrored",
-                                 log_every_steps=1)
-    print("RESULT " + json.dumps(metrics))
-    """
-)
-
-
-def test_mirrored_strategy_step_equals_one_device_step(data, tmp_path):
-    """Two logical CPU devices (set before TF starts, hence a subprocess) split the global
-    batch; the reduced loss, the all-reduced Adam moments, the weights and the averages
-    after one step must equal one eager step on one device."""
-    config = dataclasses.replace(CONFIG, dropout_rate=0.0, max_steps=1)
-    out_dir = str(tmp_path / "mirrored")
-    completed = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT, data["train"], out_dir]
-        + [json.dumps(dataclasses.asdict(config))],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    line = [ln for ln in completed.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_path):
+    """The two replicas split the global batch; the reduced loss, the all-reduced Adam
+    moments, the weights and the averages after one step must equal one eager step on
+    one device."""
+    config = MIRRORED_CONFIG
+    stdout, stderr = mirrored_run["process"].communicate(timeout=300)
+    assert mirrored_run["process"].returncode == 0, stderr[-3000:]
+    line = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")][-1]
     metrics = json.loads(line[len("RESULT ") :])
-    with open(os.path.join(out_dir, training.CONFIG_FILE)) as handle:
+    with open(os.path.join(mirrored_run["out_dir"], training.CONFIG_FILE)) as handle:
         assert json.load(handle)["num_replicas"] == 2
     assert metrics["step"] == 1
 
@@ -355,10 +370,16 @@ def _run_binary(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_ubm_binary_help_and_usage_error(data, tmp_path):
+def test_train_ubm_binary_help_and_usage_errors(data, tmp_path):
+    from experiments import train_ubm as binary  # defines its flags; parses nothing
+
+    assert binary.STRATEGIES == training.STRATEGIES
     shown = _run_binary("--help")
-    assert shown.returncode == 0
     assert "--train_data" in shown.stdout and "--strategy" in shown.stdout
+    assert "Traceback" not in shown.stderr
+    unknown = _run_binary("--config=bogus", f"--workdir={tmp_path}", "--train_data=x")
+    assert unknown.returncode != 0
+    assert "Unknown config 'bogus'" in unknown.stderr and "Traceback" not in unknown.stderr
     failed = _run_binary(
         "--config=smoke",
         f"--workdir={tmp_path}",
