@@ -2,12 +2,12 @@ r"""Benchmarks fast against exact face cropping on real videos; prints one JSON 
 
 Usage (what `make bench` runs):
   python -m experiments.bench_faces --videos_dir=../shared/data/talking_heads \
-      [--videos=d0.mp4,d13.mp4] [--max_frames=N] [--exact_max_frames=N] [--workers=1] \
-      [--workdir=DIR]
+      [--videos=d0.mp4,d13.mp4] [--max_frames=N] [--exact_max_frames=N] [--workdir=DIR]
 
 Frames per second per core of both detectors from the stage's manifests (decoding,
 detection, cropping and writing; process start-up excluded), the speed-up, and the
-IoU between their crop boxes. Khodabakhsh & Busch (BIOSIG 2020) crop faces with dlib
+IoU between their crop boxes. Each video is run fast, exact and fast again, so that
+load from other processes affects both alike. Khodabakhsh & Busch (BIOSIG 2020) crop faces with dlib
 as FaceForensics++ does; `exact` is that reference.
 """
 
@@ -32,7 +32,6 @@ EXACT_MAX_FRAMES = flags.DEFINE_integer(
     "If > 0, the (slow) exact run uses only the first N frames of each video.",
     lower_bound=0,
 )
-WORKERS = flags.DEFINE_integer("workers", 1, "Processes per run.", lower_bound=1)
 WORKDIR = flags.DEFINE_string("workdir", None, "Keep the runs here (default: a temporary folder).")
 flags.mark_flag_as_required("videos_dir")
 
@@ -54,7 +53,6 @@ def main(argv: list[str]) -> None:
         result = benchmark_faces(
             videos,
             workdir=WORKDIR.value,
-            workers=WORKERS.value,
             max_frames=MAX_FRAMES.value,
             exact_max_frames=EXACT_MAX_FRAMES.value,
         )
