@@ -330,6 +330,7 @@ def _remove_partial_shards(out_dir: str) -> None:
 
 
 def _plan(layout: LayoutReport, splits: SplitIndex) -> tuple[list[VideoTask], list[dict[str, str]]]:
+    """The videos to process (with their split) and those in no split."""
     tasks, unassigned = [], []
     for v in layout.videos:
         split = splits.split_of(v.video, v.method)
@@ -340,7 +341,10 @@ def _plan(layout: LayoutReport, splits: SplitIndex) -> tuple[list[VideoTask], li
     return tasks, unassigned
 
 
-def _log_found(tasks: Sequence[VideoTask], unassigned: Sequence[dict[str, str]], run) -> None:
+def _log_found(
+    tasks: Sequence[VideoTask], unassigned: Sequence[dict[str, str]], run: dict[str, Any]
+) -> None:
+    """Logs the videos found per source and split, the unassigned ones and problems."""
     table = collections.Counter((t.method, t.split) for t in tasks)
     for method in sorted({t.method for t in tasks}):
         logging.info(
@@ -417,7 +421,7 @@ def prepare_faces(
       fast: parameters of the fast detector.
 
     Returns:
-      The manifest: `videos` (one entry per video, see `process_video`), `totals`
+      The manifest: `videos` (one entry per video, see `finish_video`), `totals`
       (`all`, `by_split`, `by_method`, `by_split_method`), `settings`, `problems`
       (missing folders, unusable split files), `unassigned` videos (in no split),
       `failed_videos`, `complete`.
