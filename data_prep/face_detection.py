@@ -6,7 +6,8 @@ frontal HOG detector on the grayscale frame upsampled once, the largest detectio
 and a square of side 1.3 x max(w, h) centred on it, clamped to the frame.
 
 - `exact`: that reference, on every sampled frame at full resolution.
-- `fast`: the same boxes for a fraction of the work. dlib scans an image pyramid
+- `fast`: nearly the same boxes (mean IoU 0.95 with `exact` on real talking-head
+  videos, see BENCHMARKS.md) for a twentieth of the work. dlib scans an image pyramid
   (the frame upsampled x2, then shrunk by 5/6 per level) and finds a face of a given
   size at one level; most of the cost lies in the fine levels, where only faces much
   smaller than the one being tracked could be. A keyframe builds the pyramid exactly
@@ -17,7 +18,8 @@ and a square of side 1.3 x max(w, h) centred on it, clamped to the frame.
   interpolated linearly, and a span whose keyframes disagree (a face appears or
   leaves, or the reference jumps a pyramid level) is bisected with more
   detections (a level jump only `refine_depth` times). A keyframe that finds
-  nothing falls back to the full reference.
+  nothing falls back to the full reference. Crops are the same function of the
+  boxes in both modes.
 """
 
 from __future__ import annotations
