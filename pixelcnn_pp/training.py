@@ -586,8 +586,10 @@ def train_ubm(
             f"{strategy_name!r} strategy."
         )
     chief = is_chief(strategy)
-    # Non-chief workers write their (identical) checkpoints to a scratch folder.
+    # Every worker resumes from the chief's checkpoints; non-chief workers write their
+    # (identical) checkpoints to a scratch folder that is deleted at the end.
     write_dir = out_dir if chief else tempfile.mkdtemp(prefix="ubm_worker_")
+    checkpoint_dir = os.path.join(out_dir, CHECKPOINT_DIR)
     _check_writable(write_dir)
     if chief:
         _write_run_config(out_dir, config, train_pattern, val_pattern, strategy_name, replicas)
@@ -606,17 +608,16 @@ def train_ubm(
         steps,
     )
 
-    finished = _finished_metrics(out_dir, os.path.join(write_dir, CHECKPOINT_DIR), steps)
+    finished = _finished_metrics(out_dir, checkpoint_dir, steps)
     if finished is not None:
         logging.info("The UBM in %s is already trained (step %d).", out_dir, finished["step"])
         return finished
     run = build_run(config, strategy, os.path.join(write_dir, CHECKPOINT_DIR), keep_checkpoints)
     logging.info("UBM parameters: %d", run.model.count_params())
-    if run.manager.latest_checkpoint:
-        run.checkpoint.restore(run.manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info(
-            "Resumed from %s at step %d.", run.manager.latest_checkpoint, int(run.step.numpy())
-        )
+    last_good = tf.train.latest_checkpoint(checkpoint_dir)
+    if last_good:
+        run.checkpoint.restore(last_good).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d.", last_good, int(run.step.numpy()))
     start_step = int(run.step.numpy())
 
     def stream(start: int) -> tf.data.Dataset:
@@ -628,7 +629,7 @@ def train_ubm(
             start_example=start,
         )
 
-    if start_step == 0 and not run.manager.latest_checkpoint:
+    if not last_good:
         # The first records of the stream: the same on every worker.
         init_images = next(
             iter(
@@ -682,10 +683,9 @@ def train_ubm(
             elapsed = time.perf_counter() - tick
             step += 1
             if not math.isfinite(nll):
-                good = run.manager.latest_checkpoint
                 raise NonFiniteLossError(
-                    f"The training loss became {nll} at step {step}; training stopped. The "
-                    f"last good checkpoint is {good or 'none (no checkpoint was saved yet)'}. "
+                    f"The training loss became {nll} at step {step}; training stopped. The last "
+                    f"good checkpoint is {last_good or 'none (no checkpoint was saved yet)'}. "
                     "Lower the learning rate or check the training data, then re-run."
                 )
             progress.update(1)
@@ -715,6 +715,7 @@ def train_ubm(
                 logging.info("step %d: validation %.4f bits/dim (EMA weights)", step, val_bpd)
             if step % config.checkpoint_every_steps == 0 or step == steps:
                 path = run.manager.save(checkpoint_number=step)
+                last_good = os.path.join(checkpoint_dir, os.path.basename(path))
                 logging.info("step %d: saved %s", step, path)
     finally:
         progress.close()
@@ -725,7 +726,7 @@ def train_ubm(
     metrics.update(
         step=int(run.step.numpy()),
         learning_rate=current_learning_rate(run.optimizer),
-        checkpoint=run.manager.latest_checkpoint,
+        checkpoint=last_good,
         num_train_examples=num_examples,
     )
     if chief:
