@@ -274,6 +274,25 @@ def test_likelihood_inputs_are_checked(trained, loaded, tmp_path):
         likelihood.load_ubm(str(empty))
 
 
+def test_polyak_average_update_and_swap():
+    weights = [tf.Variable([1.0, 2.0]), tf.Variable([[3.0]])]
+    ema = training.PolyakAverage(weights, decay=0.75)
+    weights[0].assign([5.0, 6.0])
+    weights[1].assign([[7.0]])
+    ema.update(weights)
+    np.testing.assert_allclose(ema.shadows[0].numpy(), [0.75 * 1 + 0.25 * 5, 0.75 * 2 + 0.25 * 6])
+    np.testing.assert_allclose(ema.shadows[1].numpy(), [[0.75 * 3 + 0.25 * 7]])
+    with ema.averaged_weights(weights):
+        np.testing.assert_allclose(weights[0].numpy(), [2.0, 3.0])
+    # The training weights come back after an evaluation, even one that fails.
+    with pytest.raises(RuntimeError), ema.averaged_weights(weights):
+        raise RuntimeError("evaluation failed")
+    np.testing.assert_allclose(weights[0].numpy(), [5.0, 6.0])
+    np.testing.assert_allclose(weights[1].numpy(), [[7.0]])
+    with pytest.raises(ValueError, match="models differ"):
+        ema.update(weights[:1])
+
+
 def test_bad_inputs_give_clear_errors(data, tmp_path):
     out_dir = str(tmp_path / "ubm")
     with pytest.raises(FileNotFoundError, match="No TFRecord shards match"):
