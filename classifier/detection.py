@@ -169,7 +169,8 @@ def run(
       "test_frame_accuracy"?}}}.
 
     Raises:
-      ValueError: unknown protocol or method, or a map of the wrong size.
+      ValueError: unknown protocol or method, a map of the wrong size, or finished
+        methods in the folder made with other settings.
       FileNotFoundError: no likelihood shards under `likelihoods_dir`.
     """
     if protocol not in protocols.PROTOCOLS:
@@ -178,17 +179,25 @@ def run(
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}: choose from {', '.join(METHODS)}.")
     root = protocol_dir(workdir, protocol)
+    settings = {"config": config_name, "detector": dataclasses.asdict(config)}
+    finished = [m for m in METHODS if os.path.exists(os.path.join(root, m, METRICS_FILE))]
+    previous = read_json(os.path.join(root, CONFIG_FILE))
+    if previous and finished and {k: previous.get(k) for k in settings} != settings:
+        raise ValueError(
+            f"{root!r} holds results ({', '.join(finished)}) made with other settings "
+            f"({previous.get('config')}: {previous.get('detector')}); one table must not mix "
+            "them: use a new --workdir, or delete that folder to redo every method."
+        )
     write_json_atomically(
         os.path.join(root, CONFIG_FILE),
         {
-            "config": config_name,
+            **settings,
             "protocol": protocol,
             "methods": list(methods),
             "likelihoods_dir": likelihoods_dir,
-            "detector": dataclasses.asdict(config),
         },
     )
-    todo = [m for m in methods if not os.path.exists(os.path.join(root, m, METRICS_FILE))]
+    todo = [m for m in methods if m not in finished]
     summary: dict[str, Any] = {"protocol": protocol, "methods": {}}
     data = None
     if todo:

@@ -7,6 +7,7 @@ content, so they hold for the data the classifier actually sees.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -152,6 +153,10 @@ def test_missing_method_is_recorded_and_others_run(tmp_path):
     before = os.stat(path).st_mtime_ns
     detection.run(tree, str(tmp_path), "known", CONFIG, "test", methods=["Deepfakes"])
     assert os.stat(path).st_mtime_ns == before
+    # Other settings would mix two trainings in one table: refused.
+    other = dataclasses.replace(CONFIG, epochs=2)
+    with pytest.raises(ValueError, match="other settings"):
+        detection.run(tree, str(tmp_path), "known", other, "test", methods=["FaceSwap"])
 
 
 def test_empty_val_split_is_a_clear_error(tmp_path):
