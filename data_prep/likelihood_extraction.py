@@ -267,7 +267,9 @@ def run(ubm_dir: str, faces_dir: str, workdir: str, batch_size: int = 64) -> dic
       batch_size: crops per forward pass.
 
     Returns:
-      The manifest written to `WORKDIR/likelihoods/manifest.json`.
+      The manifest written to `WORKDIR/likelihoods/manifest.json`: the UBM and faces
+      folders, the UBM fingerprint, `shards_total`, `last_run` (what this invocation
+      did, see `extract_all`) and `counts` (per split and source, all shards).
 
     Raises:
       FileNotFoundError: no UBM checkpoint in `ubm_dir`, or no face shards.
@@ -307,7 +309,7 @@ def run(ubm_dir: str, faces_dir: str, workdir: str, batch_size: int = 64) -> dic
         "ubm_fingerprint": fingerprint,
         "faces_dir": faces_dir,
         "shards_total": len(tasks),
-        **stats,
+        "last_run": stats,  # this invocation; `counts` covers every finished shard
         "counts": summarize(output_dir),
     }
     write_json_atomically(os.path.join(output_dir, "manifest.json"), manifest)

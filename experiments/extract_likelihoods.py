@@ -39,11 +39,12 @@ def main(argv: list[str]) -> None:
         )
     except (FileNotFoundError, ValueError) as e:
         raise app.UsageError(str(e)) from e
+    last = manifest["last_run"]
     logging.info(
         "Likelihood maps: %d videos written, %d already done, %d bad shards skipped.",
-        manifest["written"],
-        manifest["skipped_complete"],
-        len(manifest["bad_shards"]),
+        last["written"],
+        last["skipped_complete"],
+        len(last["bad_shards"]),
     )
 
 

@@ -113,8 +113,10 @@ def test_likelihood_shards_mirror_the_face_shards(workdir):
     for rel in faces:
         assert _count(f"{workdir}/faces/{rel}") == _count(f"{workdir}/likelihoods/{rel}")
     manifest = _json(f"{workdir}/likelihoods/manifest.json")
-    assert manifest["frames_written"] + manifest["skipped_complete"] >= 1
-    assert not manifest["bad_shards"]
+    assert manifest["last_run"]["written"] == manifest["shards_total"] == len(faces)
+    assert not manifest["last_run"]["bad_shards"]
+    frames = sum(v["frames"] for split in manifest["counts"].values() for v in split.values())
+    assert frames == sum(_count(f"{workdir}/faces/{rel}") for rel in faces)
 
 
 @pytest.mark.parametrize("protocol", ["known", "loo"])
