@@ -188,6 +188,11 @@ def run(
             f"({previous.get('config')}: {previous.get('detector')}); one table must not mix "
             "them: use a new --workdir, or delete that folder to redo every method."
         )
+    todo = [m for m in methods if m not in finished]
+    summary: dict[str, Any] = {"protocol": protocol, "methods": {}}
+    data = None
+    if todo:
+        data = data_lib.load_likelihoods(likelihoods_dir, sources=(ORIGINAL, *METHODS))
     write_json_atomically(
         os.path.join(root, CONFIG_FILE),
         {
@@ -197,11 +202,6 @@ def run(
             "likelihoods_dir": likelihoods_dir,
         },
     )
-    todo = [m for m in methods if m not in finished]
-    summary: dict[str, Any] = {"protocol": protocol, "methods": {}}
-    data = None
-    if todo:
-        data = data_lib.load_likelihoods(likelihoods_dir, sources=(ORIGINAL, *METHODS))
     for method in methods:
         out_dir = os.path.join(root, method)
         if method not in todo:
