@@ -120,21 +120,44 @@ def _find_seeds(obj: Any, prefix: str = "") -> dict[str, Any]:
     return seeds
 
 
+def _stage_configs(workdir: str) -> dict[str, dict[str, Any] | None]:
+    """{stage: {file: content} or None}; the faces manifest without its per-video list."""
+    from data_prep.synthetic import MARKER  # the generated dataset's settings file
+
+    configs: dict[str, dict[str, Any] | None] = {}
+    for stage, paths in _STAGE_CONFIGS.items():
+        found = {p: read_json(os.path.join(workdir, p)) for p in paths}
+        found = {p: v for p, v in found.items() if v is not None}
+        for content in found.values():
+            if isinstance(content, dict):
+                content.pop("videos", None)  # one entry per video: thousands on FF++
+        configs[stage] = found or None
+    faces = (configs.get("faces") or {}).get("faces/manifest.json") or {}
+    root = faces.get("ffpp_root")
+    synthetic = read_json(os.path.join(root, MARKER)) if root else None
+    configs["synthetic_dataset"] = (
+        {MARKER: {"settings": synthetic.get("settings")}} if synthetic else None
+    )
+    return configs
+
+
 def write_run_json(workdir: str) -> str:
     """(Re)builds `WORKDIR/results/run.json` from the files the stages saved.
 
-    Holds: `configs` (each stage's saved configuration or manifest, null where the
-    stage has not run), `seeds` (every `seed` found in them), `versions`, and
-    `commands` (every recorded stage command, in order). Returns the path.
+    Holds: `configs` (per stage, its saved configuration or manifest, null where the
+    stage has not run), `seeds` (every `seed` in them, keyed `<stage>.<path>`),
+    `versions`, `platform` and `commands` (every recorded stage command, in order).
+    Returns the path.
     """
-    configs = {}
-    for stage, paths in _STAGE_CONFIGS.items():
-        found = {p: read_json(os.path.join(workdir, p)) for p in paths}
-        configs[stage] = {p: v for p, v in found.items() if v is not None} or None
+    configs = _stage_configs(workdir)
+    seeds = {}
+    for stage, files in configs.items():
+        for content in (files or {}).values():
+            seeds.update(_find_seeds(content, stage))
     run = {
         "workdir": workdir,
         "configs": configs,
-        "seeds": _find_seeds(configs),
+        "seeds": seeds,
         "versions": library_versions(),
         "platform": platform.platform(),
         "commands": read_commands(workdir),
