@@ -182,3 +182,8 @@ def test_figures_and_run_record(workdir):
     } <= stages
     assert run["versions"]["tensorflow"] == tf.__version__
     assert run["configs"]["ubm"] and run["configs"]["detection_known"]
+    assert {
+        "ubm.ubm.seed",
+        "detection_loo.detector.seed",
+        "synthetic_dataset.settings.seed",
+    } <= set(run["seeds"])

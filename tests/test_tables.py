@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from classifier import metrics
+from classifier import detection, metrics
+from classifier.config import DetectorConfig
+from data_prep import face_records, likelihood_extraction, tfrecord_io
 from data_prep.config import METHODS
 from data_prep.json_io import write_json_atomically
 from experiments import paper_results, tables
@@ -114,6 +116,50 @@ def test_header_says_when_numbers_are_not_comparable(tmp_path):
     )
     described = tables.describe_run(str(tmp_path))
     assert described["generated"] and described["compression"] == "raw"
+
+
+def test_method_missing_from_the_faces_is_marked_missing_in_the_tables(tmp_path, rng):
+    # Faces of originals and Deepfakes only; NeuralTextures never made it to the faces.
+    faces_dir = tmp_path / "faces"
+    for split in ("train", "val", "test"):
+        for source, video in (("original", "001"), ("Deepfakes", "001_002")):
+            records = [
+                face_records.serialize_face(
+                    face_records.FaceExample(
+                        image=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                        video=video,
+                        frame=i,
+                        method=source,
+                        label=int(source != "original"),
+                        split=split,
+                        compression="raw",
+                        box=(0, 0, 64, 64),
+                    )
+                )
+                for i in range(3)
+            ]
+            path = str(faces_dir / split / source / f"{video}.tfrecord")
+            tfrecord_io.write_shard_atomically(path, records)
+
+    def stand_in(images):  # a fixed function of the pixels in place of the UBM
+        maps = -images.astype(np.float32).mean(axis=-1) / 32.0
+        return maps, maps.sum(axis=(1, 2))
+
+    work = str(tmp_path / "work")
+    tasks = likelihood_extraction.plan_shards(str(faces_dir), f"{work}/likelihoods")
+    likelihood_extraction.extract_all(tasks, stand_in)
+    config = DetectorConfig(epochs=1, batch_size=8, bootstrap_samples=10)
+    summary = detection.run(
+        f"{work}/likelihoods", work, "known", config, "smoke", ["Deepfakes", "NeuralTextures"]
+    )
+    assert summary["methods"]["NeuralTextures"]["status"] == "missing"
+    tables.make_tables(work)
+    t1 = _read_csv(f"{work}/results/table1.csv").set_index("row")
+    ours = t1.loc["This run: frame accuracy (%)"]
+    assert ours["NT"] == "missing" and ours["F2F"] == "missing"
+    assert 0.0 <= float(ours["DF"]) <= 100.0
+    t2 = _read_csv(f"{work}/results/table2.csv").set_index("row")
+    assert (t2.loc["This run: frame accuracy (%)"] == "missing").sum() == 5  # 4 + Avg
 
 
 def test_no_detection_results_is_a_clear_error(tmp_path):
