@@ -9,7 +9,7 @@ Usage:
 Writes `WORKDIR/faces/<split>/<source>/<video>.tfrecord` (one shard per video;
 source = original or the method), `WORKDIR/faces/manifest.json` (per-video counts,
 totals per split and method, settings) and `WORKDIR/faces/config.json`. Running the
-same command again skips finished videos. The exit status is 1 when a video failed
+same command again skips finished videos. The exit status is 3 when a video failed
 or a requested folder or split file was missing (all other videos are processed).
 Khodabakhsh & Busch (BIOSIG 2020), Sec. 4: dlib face crops as in FaceForensics++.
 """
@@ -66,6 +66,11 @@ MAX_FRAMES = flags.DEFINE_integer(
 flags.mark_flags_as_required(["ffpp_root", "workdir"])
 
 
+# Distinct from absl's exit status 1 for usage errors, so scripts can tell "ran, with
+# some videos failed or folders missing" from "did not run".
+EXIT_SOME_FAILED = 3
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -106,7 +111,7 @@ def main(argv: list[str]) -> int:
             len(problems),
             os.path.join(workdir, "faces", "manifest.json"),
         )
-        return 1
+        return EXIT_SOME_FAILED
     return 0
 
 

@@ -79,7 +79,14 @@ log "stage 1/6: face crops"
 "$PYTHON" -m experiments.prepare_faces --ffpp_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR" \
   --compression="$COMPRESSION" --methods="$(cfg faces.methods)" \
   --frames_per_video="$(cfg faces.frames_per_video)" --detection="$(cfg faces.detection)" \
-  --workers="$WORKERS" --workdir="$WORKDIR"
+  --workers="$WORKERS" --workdir="$WORKDIR" || faces_status=$?
+# 3: the stage ran, but some videos failed or folders were missing; go on with the rest
+# (the tables mark a method without data as missing). Anything else stops here.
+case "${faces_status:-0}" in
+  0) ;;
+  3) log "warning: some videos failed or folders were missing; see $WORKDIR/faces/manifest.json" ;;
+  *) exit "$faces_status" ;;
+esac
 
 # 2. The UBM on pristine training crops (resumes from its last checkpoint).
 log "stage 2/6: UBM (PixelCNN++) on pristine training faces"

@@ -221,7 +221,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_processed(ffpp, tmp_path):
         "--workers=2",
         f"--workdir={tmp_path / 'work'}",
     )
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 3, result.stderr[-2000:]
     with open(tmp_path / "work" / "faces" / "manifest.json") as f:
         manifest = json.load(f)
     entries = {(e["method"], e["video"]): e for e in manifest["videos"]}
