@@ -11,26 +11,15 @@ Khodabakhsh & Busch (BIOSIG 2020), Figs. 3 and 4.
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import figures, run_log
+from experiments import figures
+from experiments.results_main import make_main
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.")
 flags.mark_flag_as_required("workdir")
 
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        paths = figures.make_figures(WORKDIR.value)
-    except (FileNotFoundError, ValueError) as e:
-        raise app.UsageError(str(e)) from e
-    run_log.record_command(WORKDIR.value)
-    paths.append(run_log.write_run_json(WORKDIR.value))
-    for path in paths:
-        logging.info("Wrote %s", path)
-
+main = make_main(figures.make_figures, WORKDIR)
 
 if __name__ == "__main__":
     app.run(main)

@@ -166,8 +166,8 @@ class WNDense(_WeightNormLayer):
         return tuple(input_shape[:-1]) + (self.filters,)
 
 
-class WNConv2D(_WeightNormLayer):
-    """Weight-normalised VALID 2-D convolution, ``[B,H,W,C] -> [B,H',W',filters]``."""
+class _WeightNormSpatial(_WeightNormLayer):
+    """A weight-normalised layer with a 2-D kernel size and strides."""
 
     def __init__(
         self,
@@ -180,6 +180,15 @@ class WNConv2D(_WeightNormLayer):
         super().__init__(filters, init_scale=init_scale, **kwargs)
         self.kernel_size = tuple(int(k) for k in kernel_size)
         self.strides = tuple(int(s) for s in strides)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "strides": self.strides})
+        return config
+
+
+class WNConv2D(_WeightNormSpatial):
+    """Weight-normalised VALID 2-D convolution, ``[B,H,W,C] -> [B,H',W',filters]``."""
 
     def _v_shape(self, in_channels: int) -> tuple[int, ...]:
         return (*self.kernel_size, in_channels, self.filters)
@@ -203,31 +212,14 @@ class WNConv2D(_WeightNormLayer):
         y = tf.nn.conv2d(x, self.kernel(), strides=(1, *self.strides, 1), padding="VALID")
         return tf.nn.bias_add(y, self.bias())
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update({"kernel_size": self.kernel_size, "strides": self.strides})
-        return config
 
-
-class WNConv2DTranspose(_WeightNormLayer):
+class WNConv2DTranspose(_WeightNormSpatial):
     """Weight-normalised VALID transposed convolution.
 
     ``[B,H,W,C] -> [B, s_h*H + k_h - 1, s_w*W + k_w - 1, filters]`` (the reference code's
     VALID target shape). V has shape ``[k_h, k_w, filters, C]``; its norm is over all
     axes but the output-channel axis (axis 2).
     """
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: Sequence[int] = (3, 3),
-        strides: Sequence[int] = (1, 1),
-        init_scale: float = 1.0,
-        **kwargs,
-    ) -> None:
-        super().__init__(filters, init_scale=init_scale, **kwargs)
-        self.kernel_size = tuple(int(k) for k in kernel_size)
-        self.strides = tuple(int(s) for s in strides)
 
     def _v_shape(self, in_channels: int) -> tuple[int, ...]:
         return (*self.kernel_size, self.filters, in_channels)
@@ -250,11 +242,6 @@ class WNConv2DTranspose(_WeightNormLayer):
             x, self.kernel(), out_shape, strides=(1, sh, sw, 1), padding="VALID"
         )
         return tf.nn.bias_add(y, self.bias())
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update({"kernel_size": self.kernel_size, "strides": self.strides})
-        return config
 
 
 # -- causal shifts ------------------------------------------------------------------
