@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_prep import likelihood_records, tfrecord_io
+from data_prep import files, likelihood_records
 
 SHARD_SUFFIX = ".tfrecord"
 
@@ -180,7 +180,7 @@ def load_likelihoods(
             if sources is not None and source not in sources:
                 continue
             pattern = os.path.join(likelihoods_dir, split, source, "*" + SHARD_SUFFIX)
-            parts.append(_load_shards(tfrecord_io.list_shards(pattern), map_size))
+            parts.append(_load_shards(files.list_shards(pattern), map_size))
     data = concatenate(parts, map_size)
     logging.info("Loaded %d likelihood maps from %s.", len(data), likelihoods_dir)
     return data

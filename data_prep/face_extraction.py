@@ -38,7 +38,7 @@ from data_prep.config import METHODS, ORIGINAL, SPLITS
 from data_prep.face_detection import DETECTION_MODES, CropSettings, FastSettings, VideoCrops
 from data_prep.face_workers import CropJob, CropResult, map_jobs
 from data_prep.ffpp_layout import LayoutReport, check_request, find_videos
-from data_prep.json_io import read_json, write_json_atomically
+from data_prep.files import read_json, write_json_atomically
 from data_prep.splits import SplitIndex, load_splits
 
 # TensorFlow (the record schema and the shard writer) is imported inside the functions
@@ -118,7 +118,7 @@ def shard_path(out_dir: str, split: str, source: str, video: str) -> str:
 def write_video_shard(task: VideoTask, crops: VideoCrops, compression: str, out_dir: str) -> str:
     """Writes the crops of one video as face examples, atomically; returns the path."""
     from data_prep.face_records import FaceExample, serialize_face
-    from data_prep.tfrecord_io import write_shard_atomically
+    from data_prep.files import write_shard_atomically
 
     path = shard_path(out_dir, task.split, task.method, task.video)
     records = (
@@ -511,7 +511,7 @@ def prepare_faces(
     if todo:
         # Load TensorFlow (for writing) now, so that no video's time includes it.
         importlib.import_module("data_prep.face_records")
-        importlib.import_module("data_prep.tfrecord_io")
+        importlib.import_module("data_prep.files")
     journal = _Journal(out_dir)
     last_write = time.monotonic()
     frames, start = 0, time.monotonic()

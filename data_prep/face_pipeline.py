@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from data_prep import face_records
-from data_prep.tfrecord_io import list_shards
+from data_prep.files import list_shards
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Shards read at once; fixed (not AUTOTUNE) so the interleaved order is reproducible.

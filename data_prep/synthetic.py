@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from data_prep.config import METHODS, ORIGINAL, SPLITS
 from data_prep.ffpp_layout import videos_dir
-from data_prep.json_io import read_json, write_json_atomically
+from data_prep.files import read_json, write_json_atomically
 
 CONTAINERS: tuple[str, ...] = ("avi", "mkv")
 SPLIT_FRACTIONS = {"val": 0.14, "test": 0.14}  # FF++: 720 / 140 / 140 of 1000 videos

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
-from data_prep import likelihood_extraction
-from experiments import run_log
+from experiments.pipeline import likelihoods as likelihood_extraction
+from experiments.pipeline import run_log
 
 UBM_DIR = flags.DEFINE_string("ubm_dir", None, "Folder written by train_ubm (EMA checkpoint).")
 FACES_DIR = flags.DEFINE_string("faces_dir", None, "Folder written by prepare_faces.")

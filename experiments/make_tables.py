@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from experiments import tables
+from experiments.pipeline import tables
 from experiments.results_main import make_main
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.")

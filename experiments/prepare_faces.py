@@ -24,7 +24,7 @@ from data_prep.config import METHODS, FacesConfig
 from data_prep.face_detection import DETECTION_MODES
 from data_prep.face_extraction import prepare_faces
 from data_prep.ffpp_layout import COMPRESSIONS
-from experiments import run_log
+from experiments.pipeline import run_log
 
 _DEFAULTS = FacesConfig()
 

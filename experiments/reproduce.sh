@@ -55,7 +55,7 @@ START=$(date +%s)
 log "config=$CONFIG compression=$COMPRESSION workdir=$WORKDIR"
 
 # Records a stage's command line for results/run.json (binaries without --workdir).
-record() { "$PYTHON" -c "import sys; from experiments import run_log
+record() { "$PYTHON" -c "import sys; from experiments.pipeline import run_log
 run_log.record_command(sys.argv[1], sys.argv[2:])" "$WORKDIR" "$@"; }
 
 # 0. The data: FF++, or a generated miniature in its layout.

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from absl import app, flags, logging
 
-from experiments import run_log
+from experiments.pipeline import run_log
 
 
 def make_main(

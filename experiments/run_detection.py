@@ -17,10 +17,10 @@ import sys
 
 from absl import app, flags, logging
 
-from classifier import detection, protocols
+from classifier import protocols
 from data_prep.config import METHODS
-from experiments import run_log
 from experiments.configs import CONFIG_NAMES, load_config
+from experiments.pipeline import detection, run_log
 
 PROTOCOL = flags.DEFINE_enum("protocol", None, list(protocols.PROTOCOLS), "Which table.")
 LIKELIHOODS_DIR = flags.DEFINE_string(

@@ -21,8 +21,8 @@ import sys
 
 from absl import app, flags, logging
 
-from experiments import run_log
 from experiments.configs import CONFIG_NAMES, load_config
+from experiments.pipeline import run_log
 from pixelcnn_pp.config import UBMConfig
 
 STRATEGIES = ("default", "mirrored", "multiworker")  # as in pixelcnn_pp.training

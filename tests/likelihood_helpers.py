@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from data_prep import likelihood_records, tfrecord_io
+from data_prep import files, likelihood_records
 from data_prep.config import METHODS
 from data_prep.face_records import ORIGINAL, FaceExample
 
@@ -62,5 +62,5 @@ def write_likelihood_tree(
                         likelihood_records.serialize_likelihood(face, loglik, float(loglik.sum()))
                     )
                 path = os.path.join(root, split, source, f"{video}.tfrecord")
-                tfrecord_io.write_shard_atomically(path, records)
+                files.write_shard_atomically(path, records)
     return root

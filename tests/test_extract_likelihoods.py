@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import face_records, likelihood_extraction, likelihood_records, tfrecord_io
+from data_prep import face_records, files, likelihood_records
+from experiments.pipeline import likelihoods as likelihood_extraction
 
 
 def _faces_tree(root: str, rng, videos: dict[tuple[str, str], int]) -> None:
@@ -33,7 +34,7 @@ def _faces_tree(root: str, rng, videos: dict[tuple[str, str], int]) -> None:
             for i in range(n_frames)
         ]
         path = os.path.join(root, split, source, f"{video}.tfrecord")
-        tfrecord_io.write_shard_atomically(path, [face_records.serialize_face(f) for f in faces])
+        files.write_shard_atomically(path, [face_records.serialize_face(f) for f in faces])
 
 
 def stand_in(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import face_pipeline, face_records
-from data_prep.tfrecord_io import write_shard_atomically
+from data_prep.files import write_shard_atomically
 
 
 def _write_shard(path, start: int, count: int, size: int = 16) -> None:

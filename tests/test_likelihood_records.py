@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import likelihood_records, tfrecord_io
+from data_prep import files, likelihood_records
 from data_prep.face_records import FaceExample
 
 
@@ -31,7 +31,7 @@ def test_round_trip_eager_and_tf_data(tmp_path, rng):
         for f, m in zip(faces, maps, strict=True)
     ]
     path = str(tmp_path / "val" / "Face2Face" / "519_515.tfrecord")
-    assert tfrecord_io.write_shard_atomically(path, records) == 3
+    assert files.write_shard_atomically(path, records) == 3
 
     eager = likelihood_records.parse_likelihood_numpy(records[1])
     np.testing.assert_array_equal(eager.loglik_map, maps[1])

@@ -22,7 +22,7 @@ from conftest import PROJECT_ROOT
 
 from data_prep.config import METHODS
 from data_prep.face_records import ORIGINAL
-from experiments import paper_results
+from experiments.pipeline import paper_results
 
 
 def _run(module: str, *flags: str, timeout: float = 240.0) -> subprocess.CompletedProcess:

@@ -18,10 +18,11 @@ import pytest
 from likelihood_helpers import write_likelihood_tree
 
 from classifier import data as data_lib
-from classifier import detection, protocols, training
+from classifier import protocols, training
 from classifier.config import DetectorConfig
 from data_prep.config import METHODS
 from data_prep.face_records import ORIGINAL
+from experiments.pipeline import detection
 
 CONFIG = DetectorConfig(epochs=1, batch_size=16, bootstrap_samples=20)
 

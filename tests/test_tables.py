@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from classifier import detection, metrics
+from classifier import metrics
 from classifier.config import DetectorConfig
-from data_prep import face_records, likelihood_extraction, tfrecord_io
+from data_prep import face_records, files
 from data_prep.config import METHODS
-from data_prep.json_io import write_json_atomically
-from experiments import paper_results, tables
+from data_prep.files import write_json_atomically
+from experiments.pipeline import detection, paper_results, tables
+from experiments.pipeline import likelihoods as likelihood_extraction
 
 
 def _fake_metrics(workdir: str, protocol: str, method: str, accuracy: float, rng) -> None:
@@ -139,7 +140,7 @@ def test_method_missing_from_the_faces_is_marked_missing_in_the_tables(tmp_path,
                 for i in range(3)
             ]
             path = str(faces_dir / split / source / f"{video}.tfrecord")
-            tfrecord_io.write_shard_atomically(path, records)
+            files.write_shard_atomically(path, records)
 
     def stand_in(images):  # a fixed function of the pixels in place of the UBM
         maps = -images.astype(np.float32).mean(axis=-1) / 32.0

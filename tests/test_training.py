@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import face_pipeline, face_records
-from data_prep.tfrecord_io import write_shard_atomically
+from data_prep.files import write_shard_atomically
 from pixelcnn_pp import likelihood, training
 from pixelcnn_pp.config import UBMConfig
 from pixelcnn_pp.distributions import pixel_log_likelihood

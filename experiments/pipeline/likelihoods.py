@@ -29,8 +29,8 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from data_prep import face_records, likelihood_records, tfrecord_io
-from data_prep.json_io import read_json, write_json_atomically
+from data_prep import face_records, files, likelihood_records
+from data_prep.files import read_json, write_json_atomically
 
 LIKELIHOODS_SUBDIR = "likelihoods"
 SHARD_SUFFIX = ".tfrecord"
@@ -63,7 +63,7 @@ def plan_shards(faces_dir: str, output_dir: str) -> list[ShardTask]:
         )
     pattern = os.path.join(faces_dir, "*", "*", "*" + SHARD_SUFFIX)
     try:
-        shards = tfrecord_io.list_shards(pattern)
+        shards = files.list_shards(pattern)
     except FileNotFoundError as e:
         raise FileNotFoundError(
             f"Faces folder {faces_dir!r} holds no face shards (<split>/<source>/<video>"
@@ -156,7 +156,7 @@ class _Batcher:
                 likelihood_records.serialize_likelihood(face, loglik_map, loglik)
                 for face, (loglik_map, loglik) in zip(faces, results, strict=True)
             ]
-            tfrecord_io.write_shard_atomically(task.output_shard, records)
+            files.write_shard_atomically(task.output_shard, records)
             self.shards_written += 1
             self.frames_written += len(records)
 
@@ -216,7 +216,7 @@ def summarize(output_dir: str) -> dict[str, Any]:
         lambda: {"videos": 0, "frames": 0, "loglik": 0.0, "dims": 0.0}
     )
     pattern = os.path.join(output_dir, "*", "*", "*" + SHARD_SUFFIX)
-    for shard in tfrecord_io.list_shards(pattern):
+    for shard in files.list_shards(pattern):
         split, source, _ = os.path.relpath(shard, output_dir).split(os.sep)
         entry = totals[(split, source)]
         entry["videos"] += 1

@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from classifier import detection
 from data_prep.config import METHOD_ABBREVIATIONS, METHODS
-from data_prep.json_io import read_json
-from experiments import paper_results
+from data_prep.files import read_json
 from experiments.configs import CONFIG_NAMES, load_config
+from experiments.pipeline import detection, paper_results
 
 RESULTS_SUBDIR = "results"
 MISSING = "missing"

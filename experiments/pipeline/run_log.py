@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from data_prep.json_io import read_json, write_json_atomically
+from data_prep.files import read_json, write_json_atomically
 
 COMMANDS_FILE = "commands.jsonl"
 RUN_JSON = os.path.join("results", "run.json")

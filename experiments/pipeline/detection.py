@@ -30,7 +30,7 @@ from classifier import protocols, training
 from classifier.config import DetectorConfig
 from data_prep.config import METHODS
 from data_prep.face_records import ORIGINAL
-from data_prep.json_io import read_json, write_json_atomically
+from data_prep.files import read_json, write_json_atomically
 
 DETECTION_SUBDIR = "detection"
 MODEL_FILE = "model.keras"

@@ -1,0 +1,78 @@
+"""The work-directory layout: every folder and file one stage hands to the next.
+
+This module is the only place that spells the stage folder names; every stage and
+binary asks it for paths. A work directory looks like
+
+    WORKDIR/
+      synthetic_ffpp/      the generated dataset (when no dataset root is given)
+      faces/               prepare_faces: <split>/<source>/<video>.tfrecord, manifest.json
+      ubm/                 train_ubm: config.json, checkpoints/, tensorboard/, metrics.json
+      likelihoods/         extract_likelihoods: <split>/<source>/<video>.tfrecord
+      detection/<protocol>/<method>/   run_detection: model.keras, predictions.csv, ...
+      results/             make_tables, make_figures: tables, figures, run.json
+      commands.jsonl       every stage's command line
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+GENERATED_DATASET = "synthetic_ffpp"
+FACES = "faces"
+UBM = "ubm"
+LIKELIHOODS = "likelihoods"
+DETECTION = "detection"
+RESULTS = "results"
+COMMANDS_FILE = "commands.jsonl"
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"
+RUN_FILE = "run.json"
+SHARD_SUFFIX = ".tfrecord"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    """Paths of one work directory (`root`); nothing is created by asking."""
+
+    root: str
+
+    @property
+    def generated_dataset(self) -> str:
+        return os.path.join(self.root, GENERATED_DATASET)
+
+    @property
+    def faces(self) -> str:
+        return os.path.join(self.root, FACES)
+
+    @property
+    def ubm(self) -> str:
+        return os.path.join(self.root, UBM)
+
+    @property
+    def likelihoods(self) -> str:
+        return os.path.join(self.root, LIKELIHOODS)
+
+    @property
+    def detection(self) -> str:
+        return os.path.join(self.root, DETECTION)
+
+    @property
+    def results(self) -> str:
+        return os.path.join(self.root, RESULTS)
+
+    @property
+    def commands(self) -> str:
+        return os.path.join(self.root, COMMANDS_FILE)
+
+    @property
+    def run_json(self) -> str:
+        return os.path.join(self.results, RUN_FILE)
+
+    def protocol(self, protocol: str) -> str:
+        """`detection/<protocol>`: one detector folder per method under it."""
+        return os.path.join(self.detection, protocol)
+
+    def face_shards(self, split: str, source: str = "*") -> str:
+        """Glob of the face shards of one split and source (`original`, a method, `*`)."""
+        return os.path.join(self.faces, split, source, "*" + SHARD_SUFFIX)
