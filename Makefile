@@ -14,7 +14,7 @@ WORKDIR ?= workdir/$(CONFIG)
 # Real videos for `make bench` (face extraction speed).
 TALKING_HEADS ?= ../shared/data/talking_heads
 
-.PHONY: install lint format test bench reproduce clean
+.PHONY: install lint format test test-fast bench reproduce clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ format: install
 
 test: lint
 	$(PY) -m pytest -q tests
+
+# The quick subset for the edit loop (under a minute): tests not marked slow.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: install
 	$(PY) -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
