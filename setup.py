@@ -24,5 +24,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6"],
+        # Linux with an NVIDIA driver: TensorFlow with its CUDA and cuDNN wheels.
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
 )
