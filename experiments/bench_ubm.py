@@ -2,7 +2,13 @@ r"""Benchmarks UBM training and likelihood-map throughput; prints one JSON line.
 
 Usage (what `make bench` runs):
   python -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
-      --batch_size=8 --image_size=64 --steps=5 [--xla|--noxla] [--mixed_precision=...]
+      --batch_size=8 --image_size=64 --steps=5 [--xla|--noxla] [--mixed_precision=...] \
+      [--config=paper|smoke] [--workdir=SCRATCH]
+
+Without `--config` the network is R=1, F=32, M=10 on batches of 8 64x64 images; with
+it, the configuration's UBM settings, which the flags above override where given.
+`--workdir` is the scratch folder of the benchmark run (nothing is saved there; a
+temporary folder by default).
 
 Output keys include train_images_per_sec, likelihood_images_per_sec (timed after
 warm-up), forward_flops_per_image and the achieved FLOP/s, the device and TF version.
@@ -15,13 +21,39 @@ import json
 
 from absl import app, flags
 
-from pixelcnn_pp import benchmark, training
+from experiments import cli
+from experiments.configs import CONFIG_NAMES
+from pixelcnn_pp.config import UBMConfig, validate_config
 
-NR_RESNET = flags.DEFINE_integer("nr_resnet", 1, "R: gated-resnet pairs per resolution.")
-NR_FILTERS = flags.DEFINE_integer("nr_filters", 32, "F: channels of both streams.")
-NR_LOGISTIC_MIX = flags.DEFINE_integer("nr_logistic_mix", 10, "M: mixture components.")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step.")
-IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Side of the square images.")
+# The benchmark's network without --config (what `make bench` measures).
+BENCH_DEFAULTS = UBMConfig(
+    nr_resnet=1, nr_filters=32, nr_logistic_mix=10, batch_size=8, init_batch_size=8
+)
+
+CONFIG = flags.DEFINE_string(
+    "config",
+    None,
+    f"Configuration whose UBM settings are benchmarked: one of {', '.join(CONFIG_NAMES)} "
+    "(default: R=1, F=32, M=10, batch 8, 64x64).",
+)
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Scratch folder of the benchmark run (default: a temporary folder)."
+)
+NR_RESNET = flags.DEFINE_integer(
+    "nr_resnet", None, "R: gated-resnet pairs per resolution (default 1 or the config's)."
+)
+NR_FILTERS = flags.DEFINE_integer(
+    "nr_filters", None, "F: channels of both streams (default 32 or the config's)."
+)
+NR_LOGISTIC_MIX = flags.DEFINE_integer(
+    "nr_logistic_mix", None, "M: mixture components (default 10 or the config's)."
+)
+BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Images per step (default 8 or the config's)."
+)
+IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", None, "Side of the square images (default 64 or the config's)."
+)
 STEPS = flags.DEFINE_integer("steps", 5, "Timed steps of training and of likelihood.")
 WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
 XLA = flags.DEFINE_boolean("xla", False, "Compile train step and likelihood with XLA.")
@@ -30,23 +62,36 @@ MIXED_PRECISION = flags.DEFINE_string(
 )
 
 
+def _pick(flag: flags.FlagHolder, default: int) -> int:
+    return default if flag.value is None else flag.value
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
+    base = BENCH_DEFAULTS if CONFIG.value is None else cli.experiment_config(CONFIG).ubm
+    scratch = None if WORKDIR.value is None else cli.workdir(WORKDIR).root
     policy = "" if MIXED_PRECISION.value == "float32" else MIXED_PRECISION.value
+    from data_prep import files  # TensorFlow loads only once the flags are usable
+    from pixelcnn_pp import benchmark
+
     config = benchmark.config_for_benchmark(
-        nr_resnet=NR_RESNET.value,
-        nr_filters=NR_FILTERS.value,
-        nr_logistic_mix=NR_LOGISTIC_MIX.value,
-        batch_size=BATCH_SIZE.value,
-        image_size=IMAGE_SIZE.value,
+        nr_resnet=_pick(NR_RESNET, base.nr_resnet),
+        nr_filters=_pick(NR_FILTERS, base.nr_filters),
+        nr_logistic_mix=_pick(NR_LOGISTIC_MIX, base.nr_logistic_mix),
+        batch_size=_pick(BATCH_SIZE, base.batch_size),
+        image_size=_pick(IMAGE_SIZE, base.image_size),
         xla=XLA.value,
         mixed_precision=policy,
+        base=base,
     )
     try:
-        training.validate_config(config)
-        result = benchmark.benchmark_ubm(config, steps=STEPS.value, warmup=WARMUP.value)
-    except ValueError as err:
+        validate_config(config)
+        if scratch is not None:
+            files.check_writable(scratch)
+        result = benchmark.benchmark_ubm(
+            config, steps=STEPS.value, warmup=WARMUP.value, scratch_dir=scratch
+        )
+    except (ValueError, PermissionError) as err:
         raise app.UsageError(str(err)) from None
     print(json.dumps(result, sort_keys=True))
 

@@ -2,11 +2,12 @@ r"""Trains the PixelCNN++ universal background model on pristine face crops.
 
 Usage:
   python -m experiments.train_ubm --config=smoke --workdir=WORKDIR \
-      --train_data='WORKDIR/faces/train/original/*.tfrecord' \
+      [--train_data='WORKDIR/faces/train/original/*.tfrecord'] \
       [--val_data='WORKDIR/faces/val/original/*.tfrecord'] \
       [--strategy=default|mirrored|multiworker] [--mixed_precision=mixed_bfloat16] \
       [--xla] [--max_steps=N] [--batch_size=N] [--image_size=N]
 
+The data default to the pristine train and val crops of WORKDIR (prepare_faces).
 Writes `WORKDIR/ubm/`: config.json (first), checkpoints/ (model, optimizer, Polyak
 averages, step), tensorboard/ and metrics.json. Running the same command again resumes
 from the last checkpoint. Khodabakhsh & Busch (BIOSIG 2020), Sec. 3: PixelCNN++
@@ -16,24 +17,28 @@ from the last checkpoint. Khodabakhsh & Busch (BIOSIG 2020), Sec. 3: PixelCNN++
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 
 from absl import app, flags, logging
 
-from experiments.configs import CONFIG_NAMES, load_config
+from experiments import cli
 from experiments.pipeline import run_log
-from pixelcnn_pp.config import UBMConfig
+from pixelcnn_pp.config import STRATEGIES, UBMConfig, validate_config
 
-STRATEGIES = ("default", "mirrored", "multiworker")  # as in pixelcnn_pp.training
-
-CONFIG = flags.DEFINE_string("config", None, f"Configuration: one of {', '.join(CONFIG_NAMES)}.")
-WORKDIR = flags.DEFINE_string("workdir", None, "Work directory; the UBM goes to WORKDIR/ubm.")
+CONFIG, WORKDIR = cli.define_config_and_workdir(
+    default_config=None, workdir_help="Work directory; the UBM goes to WORKDIR/ubm."
+)
 TRAIN_DATA = flags.DEFINE_string(
-    "train_data", None, "Glob of pristine training face-crop TFRecords."
+    "train_data",
+    None,
+    "Glob of pristine training face-crop TFRecords (default: the workdir's "
+    "faces/train/original shards).",
 )
 VAL_DATA = flags.DEFINE_string(
-    "val_data", None, "Glob of validation face-crop TFRecords (optional)."
+    "val_data",
+    None,
+    "Glob of validation face-crop TFRecords (default: the workdir's faces/val/original "
+    "shards; an empty value trains without validation).",
 )
 STRATEGY = flags.DEFINE_string(
     "strategy", "default", f"tf.distribute strategy: one of {', '.join(STRATEGIES)}."
@@ -49,15 +54,11 @@ BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size (defaul
 IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", None, "Side of the square face crops (default: config, 64)."
 )
-flags.mark_flags_as_required(["config", "workdir", "train_data"])
+flags.mark_flag_as_required("config")
 
 
-def _ubm_config(training) -> UBMConfig:
-    """The named configuration's UBM settings with the flag overrides applied."""
-    try:
-        config = load_config(CONFIG.value).ubm
-    except ValueError as err:
-        raise app.UsageError(str(err)) from None
+def _ubm_config(config: UBMConfig) -> UBMConfig:
+    """The configuration's UBM settings with the flag overrides applied."""
     overrides = {
         "max_steps": MAX_STEPS.value,
         "batch_size": BATCH_SIZE.value,
@@ -74,55 +75,49 @@ def _ubm_config(training) -> UBMConfig:
             config, init_batch_size=min(config.init_batch_size, config.batch_size)
         )
     try:
-        training.validate_config(config)
+        validate_config(config)
     except ValueError as err:
         raise app.UsageError(f"{err} (check the --flags overriding the config)") from None
     return config
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
     if STRATEGY.value not in STRATEGIES:
         raise app.UsageError(
             f"--strategy={STRATEGY.value!r} is unknown: use one of {', '.join(STRATEGIES)}."
         )
-    if not TRAIN_DATA.value.strip():
-        raise app.UsageError(
-            "--train_data is empty: pass the glob of the pristine training crops, e.g. "
-            "'WORKDIR/faces/train/original/*.tfrecord'."
-        )
-    try:
-        load_config(CONFIG.value)
-    except ValueError as err:
-        raise app.UsageError(str(err)) from None
+    workdir = cli.workdir(WORKDIR)
+    train_data = workdir.face_shards("train", "original")
+    if TRAIN_DATA.value is not None:
+        if not TRAIN_DATA.value.strip():
+            raise app.UsageError(
+                "--train_data is empty: pass the glob of the pristine training crops, e.g. "
+                f"{train_data!r}, or leave it out for that default."
+            )
+        train_data = TRAIN_DATA.value
+    val_data = workdir.face_shards("val", "original") if VAL_DATA.value is None else VAL_DATA.value
+    config = _ubm_config(cli.experiment_config(CONFIG).ubm)
     # TensorFlow loads only once the flags are known to be usable, so --help and flag
     # mistakes answer at once.
-    from data_prep.face_pipeline import CorruptShardError
-    from pixelcnn_pp import training
+    from data_prep.face_images import CorruptShardError
+    from experiments.pipeline import ubm
+    from pixelcnn_pp.training import NonFiniteLossError
 
-    config = _ubm_config(training)
-    out_dir = os.path.join(WORKDIR.value, "ubm")
     try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as err:
-        raise app.UsageError(
-            f"Cannot create {out_dir!r} ({err.strerror}): choose a writable --workdir."
-        ) from None
-    try:
-        run_log.record_command(WORKDIR.value)
-        metrics = training.train_ubm(
+        run_log.record_command(workdir.root)
+        metrics = ubm.train_ubm(
             config,
-            TRAIN_DATA.value,
-            VAL_DATA.value or None,
-            out_dir,
+            train_data,
+            val_data.strip() or None,
+            workdir.ubm,
             strategy_name=STRATEGY.value,
         )
     except (FileNotFoundError, CorruptShardError, PermissionError, ValueError) as err:
         raise app.UsageError(str(err)) from None
     except OSError as err:
-        raise app.UsageError(f"Cannot use --workdir={WORKDIR.value!r}: {err}.") from None
-    except training.NonFiniteLossError as err:
+        raise app.UsageError(f"Cannot use --workdir={workdir.root!r}: {err}.") from None
+    except NonFiniteLossError as err:
         logging.error("%s", err)
         sys.exit(1)
     logging.info(
@@ -130,7 +125,7 @@ def main(argv: list[str]) -> None:
         metrics["step"],
         float("nan") if metrics["train_bits_per_dim"] is None else metrics["train_bits_per_dim"],
         "n/a" if metrics["val_bits_per_dim"] is None else f"{metrics['val_bits_per_dim']:.4f}",
-        out_dir,
+        workdir.ubm,
     )
 
 

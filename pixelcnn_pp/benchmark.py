@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from pixelcnn_pp import flops, likelihood, training
-from pixelcnn_pp.config import UBMConfig
+from pixelcnn_pp.config import UBMConfig, validate_config
+from pixelcnn_pp.model import images_to_model_input
 
 
 def device_description() -> str:
@@ -47,13 +48,19 @@ def _time_calls(fn, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def benchmark_ubm(config: UBMConfig, steps: int, warmup: int = 2) -> dict:
+def benchmark_ubm(
+    config: UBMConfig, steps: int, warmup: int = 2, scratch_dir: str | None = None
+) -> dict:
     """Measures train and likelihood throughput of the UBM described by `config`.
+
+    Times batches of uint8 [batch_size, image_size, image_size, 3] random images.
 
     Args:
       config: architecture, batch_size, image_size, mixed_precision and xla are used.
       steps: timed steps of each kind.
       warmup: untimed steps first (tracing, XLA compilation).
+      scratch_dir: the run's checkpoint folder (nothing is saved there); default a
+        temporary folder, deleted after.
 
     Returns:
       A flat dict: the settings, device, TF version, forward FLOPs per image,
@@ -61,14 +68,18 @@ def benchmark_ubm(config: UBMConfig, steps: int, warmup: int = 2) -> dict:
     """
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}.")
-    training.validate_config(config)
+    validate_config(config)
     size, batch = config.image_size, config.batch_size
     rng = np.random.default_rng(config.seed)
     images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
 
-    with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoint folder
-        run = training.build_run(config, tf.distribute.get_strategy(), scratch, keep=1)
-    run.model.data_dependent_init(training.images_to_model_input(images))
+    strategy = tf.distribute.get_strategy()
+    if scratch_dir is None:
+        with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoint folder
+            run = training.build_run(config, strategy, scratch, keep=1)
+    else:
+        run = training.build_run(config, strategy, scratch_dir, keep=1)
+    run.model.data_dependent_init(images_to_model_input(images))
     run.ema.reset(run.model.trainable_variables)
     train_step = training.make_train_step(run, config, batch)
     iterator = iter(tf.data.Dataset.from_tensors(images).repeat())
@@ -122,10 +133,11 @@ def config_for_benchmark(
     image_size: int,
     xla: bool,
     mixed_precision: str,
+    base: UBMConfig | None = None,
 ) -> UBMConfig:
-    """A UBMConfig with the benchmark's settings (paper optimiser settings otherwise)."""
+    """`base` (default: the paper's optimiser settings) with the benchmark's settings."""
     return dataclasses.replace(
-        UBMConfig(),
+        base or UBMConfig(),
         nr_resnet=nr_resnet,
         nr_filters=nr_filters,
         nr_logistic_mix=nr_logistic_mix,

@@ -2,11 +2,17 @@
 
 Defaults follow the reference PixelCNN++ code (Salimans et al., 2017) and the paper's
 UBM (Khodabakhsh & Busch, 2020: R=5, F=160, M=10, dropout 0.5, lr 1e-4, 5 epochs).
+This module imports no TensorFlow, so binaries can check settings before loading it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+# tf.distribute strategies a run can use (see `strategies.make_strategy`).
+STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
+# Keras dtype policies ("" = float32; see `strategies.precision_policy`).
+MIXED_PRECISION_POLICIES: tuple[str, ...] = ("", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,3 +39,29 @@ class UBMConfig:
     mixed_precision: str = ""  # "", "mixed_bfloat16" or "mixed_float16"
     xla: bool = False
     seed: int = 0
+
+
+def validate_config(config: UBMConfig) -> None:
+    """Checks the settings a run depends on; raises ValueError naming the bad one."""
+    if config.image_size <= 0 or config.image_size % 4:
+        raise ValueError(
+            f"image_size must be a positive multiple of 4 (PixelCNN++ works at three "
+            f"resolutions), got {config.image_size}: crop the faces to e.g. 64."
+        )
+    for name in ("nr_resnet", "nr_filters", "nr_logistic_mix", "batch_size", "init_batch_size"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+    if config.max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0 (0 = no cap), got {config.max_steps}.")
+    if config.epochs <= 0 and config.max_steps == 0:
+        raise ValueError("Set epochs > 0 or max_steps > 0: there is nothing to train.")
+    if config.learning_rate <= 0:
+        raise ValueError(f"learning_rate must be positive, got {config.learning_rate}.")
+    for name in ("eval_every_steps", "checkpoint_every_steps"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+    if config.mixed_precision not in MIXED_PRECISION_POLICIES:
+        raise ValueError(
+            f"Unknown mixed_precision {config.mixed_precision!r}: choose one of "
+            f"{', '.join(repr(p) for p in MIXED_PRECISION_POLICIES)}."
+        )

@@ -105,16 +105,23 @@ def discretized_mix_logistic_loss(x, params) -> tf.Tensor:
     return -tf.reduce_sum(pixel_log_likelihood(x, params))
 
 
-def bits_per_dim(nll_sum, num_pixels_times_channels) -> tf.Tensor:
+def bits_per_dim(nll_sum, num_pixels_times_channels):
     """Converts a summed NLL in nats to bits per dimension: ``nll / (n * ln 2)``.
 
     Args:
-      nll_sum: scalar summed negative log-likelihood in nats.
+      nll_sum: scalar summed negative log-likelihood in nats (a tensor, or a Python or
+        NumPy number).
       num_pixels_times_channels: number of sub-pixels it sums over (B * H * W * 3).
+
+    Returns:
+      A float32 scalar tensor where either argument is a tensor, else a Python float
+      (computed in float64, for running sums kept on the host).
     """
-    return tf.cast(nll_sum, tf.float32) / (
-        tf.cast(num_pixels_times_channels, tf.float32) * math.log(2.0)
-    )
+    if tf.is_tensor(nll_sum) or tf.is_tensor(num_pixels_times_channels):
+        return tf.cast(nll_sum, tf.float32) / (
+            tf.cast(num_pixels_times_channels, tf.float32) * math.log(2.0)
+        )
+    return float(nll_sum) / (float(num_pixels_times_channels) * math.log(2.0))
 
 
 def sample_from_discretized_mix_logistic(params, seed: int | None = None) -> tf.Tensor:

@@ -2,43 +2,33 @@
 
 Khodabakhsh & Busch (BIOSIG 2020) feed the conditional log-likelihood of every pixel
 given the pixels before it, `log p(x_i | x_<i)`, computed by the PixelCNN++ UBM, to a
-small CNN. This module restores the UBM that `training.train_ubm` wrote (its
-Polyak-averaged weights, as the reference PixelCNN++ code evaluates) and turns uint8
-face crops into `[N, H, W]` float32 maps (nats) and image log-likelihoods (their sums),
-with dropout off.
+small CNN. This module restores the UBM of a run folder (`run_folder`: config.json
+and checkpoints; its Polyak-averaged weights, as the reference PixelCNN++ code
+evaluates) and turns uint8 face crops into `[N, H, W]` float32 maps (nats) and image
+log-likelihoods (their sums), with dropout off. It imports nothing of `training`.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterable, Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pixelcnn_pp import training
+from pixelcnn_pp import run_folder
 from pixelcnn_pp.distributions import pixel_log_likelihood
+from pixelcnn_pp.ema import PolyakAverage
+from pixelcnn_pp.model import images_to_model_input
+from pixelcnn_pp.run_folder import latest_checkpoint
+from pixelcnn_pp.strategies import precision_policy
+
+__all__ = ["compiled_likelihood_fn", "latest_checkpoint", "likelihood_maps", "load_ubm"]
 
 # Compiled likelihood functions per model (one trace per model and batch shape).
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def latest_checkpoint(ubm_dir: str) -> str:
-    """Path of the newest checkpoint of a UBM folder.
-
-    Raises:
-      FileNotFoundError: the folder holds no checkpoint.
-    """
-    path = tf.train.latest_checkpoint(os.path.join(ubm_dir, training.CHECKPOINT_DIR))
-    if path is None:
-        raise FileNotFoundError(
-            f"No UBM checkpoint in {os.path.join(ubm_dir, training.CHECKPOINT_DIR)!r}: "
-            "run train_ubm first."
-        )
-    return path
 
 
 def load_ubm(ubm_dir: str, checkpoint: str | None = None) -> keras.Model:
@@ -58,13 +48,13 @@ def load_ubm(ubm_dir: str, checkpoint: str | None = None) -> keras.Model:
     """
     if not os.path.isdir(ubm_dir):
         raise FileNotFoundError(f"UBM folder {ubm_dir!r} does not exist: run train_ubm first.")
-    saved = training.read_run_config(ubm_dir)
-    config = training.ubm_config_from_dict(saved["ubm"])
+    saved = run_folder.read_run_config(ubm_dir)
+    config = run_folder.ubm_config_from_dict(saved["ubm"])
     path = checkpoint or latest_checkpoint(ubm_dir)
-    with training.precision_policy("float32"):
-        model = training.build_model(config)
-    ema = training.PolyakAverage(model.trainable_variables, config.ema_decay)
-    holder = training.model_variables_tracker(model)
+    with precision_policy("float32"):
+        model = run_folder.build_model(config)
+    ema = PolyakAverage(model.trainable_variables, config.ema_decay)
+    holder = run_folder.model_variables_tracker(model)
     status = tf.train.Checkpoint(model=holder, ema=ema).restore(path)
     status.expect_partial().assert_existing_objects_matched()
     ema.copy_to(model.trainable_variables)
@@ -103,7 +93,7 @@ def compiled_likelihood_fn(model: keras.Model, jit_compile: bool = False):
     if jit_compile not in cache:
 
         def maps(images: tf.Tensor) -> tf.Tensor:
-            x = training.images_to_model_input(images)
+            x = images_to_model_input(images)
             return pixel_log_likelihood(x, model(x, training=False))
 
         cache[jit_compile] = tf.function(maps, jit_compile=jit_compile, autograph=False)
@@ -150,20 +140,3 @@ def likelihood_maps(
                 )
             maps[start : start + real] = fn(tf.constant(chunk)).numpy()[:real]
     return maps, maps.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)
-
-
-def stream_likelihood_maps(
-    model: keras.Model,
-    batches: Iterable[np.ndarray | tf.Tensor],
-    *,
-    jit_compile: bool = False,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`likelihood_maps` over a stream of uint8 [B, H, W, 3] batches (e.g. tf.data).
-
-    Yields, per batch, (maps float32 [B, H, W], image log-likelihoods float32 [B]).
-    """
-    for batch in batches:
-        images = batch.numpy() if isinstance(batch, tf.Tensor) else np.asarray(batch)
-        yield likelihood_maps(
-            model, images, batch_size=max(len(images), 1), jit_compile=jit_compile
-        )

@@ -21,6 +21,11 @@ from absl import logging
 from pixelcnn_pp import layers as L
 
 
+def images_to_model_input(images: tf.Tensor) -> tf.Tensor:
+    """uint8 [B, H, W, 3] -> float32 in [-1, 1] (`img / 127.5 - 1`, as the reference)."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
 class PixelCNNpp(keras.Model):
     """PixelCNN++ returning discretized-logistic-mixture parameters per pixel.
 

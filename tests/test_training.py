@@ -19,11 +19,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import face_pipeline, face_records
+from data_prep import face_images, face_records
 from data_prep.files import write_shard_atomically
-from pixelcnn_pp import likelihood, training
+from experiments.pipeline import ubm
+from pixelcnn_pp import ema as polyak
+from pixelcnn_pp import likelihood, run_folder, strategies, training
 from pixelcnn_pp.config import UBMConfig
 from pixelcnn_pp.distributions import pixel_log_likelihood
+from pixelcnn_pp.model import images_to_model_input
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
@@ -94,7 +97,7 @@ def data(tmp_path_factory) -> dict[str, str]:
 
 def _scalars(out_dir: str, tag: str) -> dict[int, float]:
     values = {}
-    for path in glob.glob(os.path.join(out_dir, training.TENSORBOARD_DIR, "events.*")):
+    for path in glob.glob(os.path.join(out_dir, run_folder.TENSORBOARD_DIR, "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.tag == tag:
@@ -108,10 +111,10 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from pixelcnn_pp import training
+    from experiments.pipeline import ubm
     from pixelcnn_pp.config import UBMConfig
     config = UBMConfig(**json.loads(sys.argv[3]))
-    metrics = training.train_ubm(config, sys.argv[1], None, sys.argv[2], strategy_name="mirrored",
+    metrics = ubm.train_ubm(config, sys.argv[1], None, sys.argv[2], strategy_name="mirrored",
                                  log_every_steps=1)
     print("RESULT " + json.dumps(metrics))
     """
@@ -147,20 +150,20 @@ def trained(data, mirrored_run, tmp_path_factory) -> dict:
     """Trains 8 steps, then loses the step-8 checkpoint (a kill after step 6's save)
     and runs the same call again, which must redo steps 7-8 identically."""
     out_dir = str(tmp_path_factory.mktemp("run") / "ubm")
-    first = training.train_ubm(CONFIG, data["train"], data["val"], out_dir, log_every_steps=2)
-    ckpt_dir = os.path.join(out_dir, training.CHECKPOINT_DIR)
-    uninterrupted = training.checkpoint_ema_weights(os.path.join(ckpt_dir, "ckpt-8"))
+    first = ubm.train_ubm(CONFIG, data["train"], data["val"], out_dir, log_every_steps=2)
+    ckpt_dir = os.path.join(out_dir, run_folder.CHECKPOINT_DIR)
+    uninterrupted = run_folder.checkpoint_ema_weights(os.path.join(ckpt_dir, "ckpt-8"))
     reader = tf.train.load_checkpoint(os.path.join(ckpt_dir, "ckpt-8"))
     uninterrupted_step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    ema_at_6 = training.checkpoint_ema_weights(os.path.join(ckpt_dir, "ckpt-6"))
+    ema_at_6 = run_folder.checkpoint_ema_weights(os.path.join(ckpt_dir, "ckpt-6"))
     bpd_first_run = _scalars(out_dir, "train/bits_per_dim")
     # Simulate a kill between the step-6 and step-8 saves.
     for path in glob.glob(os.path.join(ckpt_dir, "ckpt-8.*")):
         os.remove(path)
-    os.remove(os.path.join(out_dir, training.METRICS_FILE))
+    os.remove(os.path.join(out_dir, run_folder.METRICS_FILE))
     with open(os.path.join(ckpt_dir, "checkpoint"), "w") as handle:
         handle.write('model_checkpoint_path: "ckpt-6"\nall_model_checkpoint_paths: "ckpt-6"\n')
-    resumed = training.train_ubm(CONFIG, data["train"], data["val"], out_dir, log_every_steps=2)
+    resumed = ubm.train_ubm(CONFIG, data["train"], data["val"], out_dir, log_every_steps=2)
     return {
         "out_dir": out_dir,
         "first": first,
@@ -181,7 +184,7 @@ def test_training_lowers_bits_per_dim_and_writes_outputs(trained):
     assert first["learning_rate"] == pytest.approx(CONFIG.learning_rate * CONFIG.lr_decay**8)
     assert _scalars(out_dir, "train/learning_rate")[2] == pytest.approx(5e-3 * 0.99**2)
     assert set(_scalars(out_dir, "val/bits_per_dim")) == {8}
-    with open(os.path.join(out_dir, training.CONFIG_FILE)) as handle:
+    with open(os.path.join(out_dir, run_folder.CONFIG_FILE)) as handle:
         saved = json.load(handle)
     assert saved["ubm"] == dataclasses.asdict(CONFIG)
     assert saved["train_data"].endswith("train-*.tfrecord") and saved["strategy"] == "default"
@@ -193,7 +196,7 @@ def test_resume_continues_at_the_right_step_with_ema_restored(trained):
     assert resumed["checkpoint"].endswith("ckpt-8")
     # Steps 7-8 after the restart reproduce the lost checkpoint exactly: weights, Adam
     # state, EMA shadows, dropout RNG state and data position were all restored.
-    restarted = training.checkpoint_ema_weights(resumed["checkpoint"])
+    restarted = run_folder.checkpoint_ema_weights(resumed["checkpoint"])
     assert len(restarted) == len(trained["uninterrupted"]) > 0
     for got, want in zip(restarted, trained["uninterrupted"], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
@@ -206,9 +209,7 @@ def test_resume_continues_at_the_right_step_with_ema_restored(trained):
 
 
 def test_finished_run_is_not_trained_again(trained, data):
-    again = training.train_ubm(
-        CONFIG, data["train"], data["val"], trained["out_dir"], log_every_steps=2
-    )
+    again = ubm.train_ubm(CONFIG, data["train"], data["val"], trained["out_dir"], log_every_steps=2)
     assert again["step"] == 8 and again["checkpoint"] == trained["resumed"]["checkpoint"]
 
 
@@ -223,11 +224,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, data, tmp
     monkeypatch.setattr(training, "discretized_mix_logistic_loss", poisoned)
     longer = dataclasses.replace(CONFIG, max_steps=12)
     with pytest.raises(training.NonFiniteLossError, match=r"nan at step 9.*ckpt-8"):
-        training.train_ubm(longer, data["train"], data["val"], out_dir, log_every_steps=2)
-    ckpt_dir = os.path.join(out_dir, training.CHECKPOINT_DIR)
+        ubm.train_ubm(longer, data["train"], data["val"], out_dir, log_every_steps=2)
+    ckpt_dir = os.path.join(out_dir, run_folder.CHECKPOINT_DIR)
     assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-8")
     assert not glob.glob(os.path.join(ckpt_dir, "ckpt-1[0-2].*"))
-    for weights in training.checkpoint_ema_weights(tf.train.latest_checkpoint(ckpt_dir)):
+    for weights in run_folder.checkpoint_ema_weights(tf.train.latest_checkpoint(ckpt_dir)):
         assert np.all(np.isfinite(weights))
 
 
@@ -245,11 +246,11 @@ def test_load_ubm_likelihood_maps_match_direct_computation(trained, loaded):
     np.testing.assert_allclose(image_ll, maps.sum(axis=(1, 2)), rtol=1e-5)
     assert np.all(maps < 0)
     # An independent path: a fresh model with the checkpoint's EMA weights assigned.
-    reference = training.build_model(CONFIG)
-    ema = training.checkpoint_ema_weights(trained["resumed"]["checkpoint"])
+    reference = run_folder.build_model(CONFIG)
+    ema = run_folder.checkpoint_ema_weights(trained["resumed"]["checkpoint"])
     for variable, value in zip(reference.trainable_variables, ema, strict=True):
         variable.assign(value)
-    x = training.images_to_model_input(images)
+    x = images_to_model_input(images)
     direct = pixel_log_likelihood(x, reference(x, training=False)).numpy()
     # rtol: log(cdf_plus - cdf_min) cancels in float32 where the two cdfs are close, so
     # graph and eager runs differ by ~1e-4 relative in a few pixels.
@@ -269,14 +270,14 @@ def test_likelihood_inputs_are_checked(trained, loaded, tmp_path):
         likelihood.likelihood_maps(model, np.zeros((1, 18, 18, 3), np.uint8))
     empty = tmp_path / "ubm"
     empty.mkdir()
-    shutil.copy(os.path.join(trained["out_dir"], training.CONFIG_FILE), empty)
+    shutil.copy(os.path.join(trained["out_dir"], run_folder.CONFIG_FILE), empty)
     with pytest.raises(FileNotFoundError, match="run train_ubm first"):
         likelihood.load_ubm(str(empty))
 
 
 def test_polyak_average_update_and_swap():
     weights = [tf.Variable([1.0, 2.0]), tf.Variable([[3.0]])]
-    ema = training.PolyakAverage(weights, decay=0.75)
+    ema = polyak.PolyakAverage(weights, decay=0.75)
     weights[0].assign([5.0, 6.0])
     weights[1].assign([[7.0]])
     ema.update(weights)
@@ -296,25 +297,25 @@ def test_polyak_average_update_and_swap():
 def test_bad_inputs_give_clear_errors(data, tmp_path):
     out_dir = str(tmp_path / "ubm")
     with pytest.raises(FileNotFoundError, match="No TFRecord shards match"):
-        training.train_ubm(CONFIG, str(tmp_path / "missing-*.tfrecord"), None, out_dir)
+        ubm.train_ubm(CONFIG, str(tmp_path / "missing-*.tfrecord"), None, out_dir)
     # config.json was written first; another architecture in the same folder is refused.
     with pytest.raises(ValueError, match="another architecture"):
-        training.train_ubm(dataclasses.replace(CONFIG, nr_filters=16), data["train"], None, out_dir)
+        ubm.train_ubm(dataclasses.replace(CONFIG, nr_filters=16), data["train"], None, out_dir)
     with open(data["folder"] + "/train-0.tfrecord", "rb") as handle:
         raw = handle.read()
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "cut.tfrecord").write_bytes(raw[: len(raw) // 2 + 3])
-    with pytest.raises(face_pipeline.CorruptShardError, match="cut.tfrecord"):
-        training.train_ubm(CONFIG, str(bad / "*.tfrecord"), None, out_dir)
+    with pytest.raises(face_images.CorruptShardError, match="cut.tfrecord"):
+        ubm.train_ubm(CONFIG, str(bad / "*.tfrecord"), None, out_dir)
     with pytest.raises(ValueError, match="multiple of 4"):
-        training.train_ubm(dataclasses.replace(CONFIG, image_size=18), data["train"], None, out_dir)
-    with pytest.raises(face_pipeline.CorruptShardError, match="32x32 were expected"):
-        training.train_ubm(
+        ubm.train_ubm(dataclasses.replace(CONFIG, image_size=18), data["train"], None, out_dir)
+    with pytest.raises(face_images.CorruptShardError, match="32x32 were expected"):
+        ubm.train_ubm(
             dataclasses.replace(CONFIG, image_size=32), data["train"], None, str(tmp_path / "b")
         )
     with pytest.raises(ValueError, match="Unknown strategy"):
-        training.make_strategy("tpu_pod")
+        strategies.make_strategy("tpu_pod")
 
 
 def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_path):
@@ -326,19 +327,19 @@ def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_p
     assert mirrored_run["process"].returncode == 0, stderr[-3000:]
     line = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")][-1]
     metrics = json.loads(line[len("RESULT ") :])
-    with open(os.path.join(mirrored_run["out_dir"], training.CONFIG_FILE)) as handle:
+    with open(os.path.join(mirrored_run["out_dir"], run_folder.CONFIG_FILE)) as handle:
         assert json.load(handle)["num_replicas"] == 2
     assert metrics["step"] == 1
 
     # The same first step on one device, eagerly: same seed, same first batch.
     strategy = tf.distribute.get_strategy()
     reference = training.build_run(config, strategy, str(tmp_path / "ref"), keep=1)
-    info = face_pipeline.inspect_shards(data["train"])
-    records = face_pipeline.training_record_stream(
+    info = face_images.inspect_shards(data["train"])
+    records = face_images.training_record_stream(
         info.paths, info.num_examples, seed=config.seed, shuffle_buffer=info.num_examples
     )
-    images = next(iter(face_pipeline.parse_images(records, 8, crop_size=SIZE)))
-    x = training.images_to_model_input(images)
+    images = next(iter(face_images.parse_images(records, 8, crop_size=SIZE)))
+    x = images_to_model_input(images)
     reference.model.data_dependent_init(x)
     variables = reference.model.trainable_variables
     reference.ema.reset(variables)
@@ -392,7 +393,7 @@ def _run_binary(*args: str) -> subprocess.CompletedProcess:
 def test_train_ubm_binary_help_and_usage_errors(data, tmp_path):
     from experiments import train_ubm as binary  # defines its flags; parses nothing
 
-    assert binary.STRATEGIES == training.STRATEGIES
+    assert binary.STRATEGIES == strategies.STRATEGIES
     shown = _run_binary("--help")
     assert "--train_data" in shown.stdout and "--strategy" in shown.stdout
     assert "Traceback" not in shown.stderr

@@ -1,14 +1,15 @@
-"""tf.data input pipelines over face-crop TFRecord shards (schema: `face_records`).
+"""tf.data datasets of face images over face-crop TFRecord shards (schema: `face_records`).
 
-Training and evaluation of the UBM read only these shards (design `architecture.md`,
+The UBM's training and evaluation data (Khodabakhsh & Busch, BIOSIG 2020, Sec. 3:
+pristine training crops). Training reads only these shards (design `architecture.md`,
 convention 5). Shards are checked up front (`inspect_shards`) so that a corrupt file or
 a crop of the wrong size fails with an error naming the file, before any training step
 runs, rather than as an anonymous `DataLossError` deep inside an iterator.
 
-The training stream (`training_record_stream`) is a pure function of (seed, step):
-epoch `e` visits every record once in an order fixed by (`seed`, `e`), and a run resumed at
-step `s` skips exactly the `s * global_batch` records already consumed, so an
-interrupted run sees the same batches as an uninterrupted one.
+The training stream (`training_record_stream`, `training_images`) is a pure function
+of (seed, position): epoch `e` visits every record once in an order fixed by (`seed`,
+`e`), and a run resumed at step `s` skips exactly the `s * global_batch` records
+already consumed, so an interrupted run sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -273,6 +274,29 @@ def training_record_stream(
         lambda epoch: _epoch_records(paths, seed, epoch, shuffle_buffer)
     )
     return stream.skip(offset)
+
+
+def training_images(
+    paths: Sequence[str],
+    num_examples: int,
+    *,
+    seed: int,
+    shuffle_buffer: int,
+    crop_size: int = 64,
+    start_example: int = 0,
+) -> tf.data.Dataset:
+    """The endless, resumable stream of training images, one by one (not batched).
+
+    `training_record_stream` parsed: the same order, from global example index
+    `start_example` on.
+
+    Returns:
+      A dataset of uint8 [crop_size, crop_size, 3].
+    """
+    records = training_record_stream(
+        paths, num_examples, seed=seed, shuffle_buffer=shuffle_buffer, start_example=start_example
+    )
+    return records.map(_parse_image(crop_size, False), num_parallel_calls=AUTOTUNE)
 
 
 def parse_images(

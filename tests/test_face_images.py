@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep import face_pipeline, face_records
+from data_prep import face_images, face_records
 from data_prep.files import write_shard_atomically
 
 
@@ -41,7 +41,7 @@ def _frames(records: tf.data.Dataset, count: int) -> list[int]:
 
 
 def test_inspect_shards_counts_and_size(shards):
-    info = face_pipeline.inspect_shards(str(shards / "*.tfrecord"), expected_size=16)
+    info = face_images.inspect_shards(str(shards / "*.tfrecord"), expected_size=16)
     assert info.counts == (10, 10, 10)
     assert info.num_examples == 30
     assert info.image_size == (16, 16)
@@ -49,10 +49,10 @@ def test_inspect_shards_counts_and_size(shards):
 
 def test_face_dataset_batches_uint8_and_float(shards):
     pattern = str(shards / "*.tfrecord")
-    batches = list(face_pipeline.face_dataset(pattern, 8, crop_size=16, shuffle_buffer=16, seed=1))
+    batches = list(face_images.face_dataset(pattern, 8, crop_size=16, shuffle_buffer=16, seed=1))
     assert [b.shape[0] for b in batches] == [8, 8, 8, 6]
     assert all(b.dtype == tf.uint8 and b.shape[1:] == (16, 16, 3) for b in batches)
-    floats = next(iter(face_pipeline.face_dataset(pattern, 30, crop_size=16, as_float=True)))
+    floats = next(iter(face_images.face_dataset(pattern, 30, crop_size=16, as_float=True)))
     assert floats.dtype == tf.float32
     assert float(tf.reduce_min(floats)) >= -1.0 and float(tf.reduce_max(floats)) <= 1.0
     # Unshuffled, every crop appears exactly once (cross-check against the raw bytes).
@@ -62,10 +62,10 @@ def test_face_dataset_batches_uint8_and_float(shards):
 
 
 def test_training_stream_epochs_and_resume(shards):
-    info = face_pipeline.inspect_shards(str(shards / "*.tfrecord"))
+    info = face_images.inspect_shards(str(shards / "*.tfrecord"))
 
     def stream(start):
-        return face_pipeline.training_record_stream(
+        return face_images.training_record_stream(
             info.paths, info.num_examples, seed=3, shuffle_buffer=8, start_example=start
         )
 
@@ -78,7 +78,7 @@ def test_training_stream_epochs_and_resume(shards):
     # Starting at example 37 continues the same stream exactly.
     assert _frames(stream(37), 40) == order[37:77]
     # Another seed, another order.
-    other = face_pipeline.training_record_stream(
+    other = face_images.training_record_stream(
         info.paths, info.num_examples, seed=4, shuffle_buffer=8
     )
     assert _frames(other, 30) != epochs[0]
@@ -88,26 +88,26 @@ def test_truncated_and_corrupt_shards_are_named(tmp_path):
     _write_shard(tmp_path / "good.tfrecord", 0, 4)
     raw = (tmp_path / "good.tfrecord").read_bytes()
     (tmp_path / "cut.tfrecord").write_bytes(raw[: len(raw) - 7])
-    with pytest.raises(face_pipeline.CorruptShardError, match="cut.tfrecord"):
-        face_pipeline.inspect_shards(str(tmp_path / "cut.tfrecord"))
+    with pytest.raises(face_images.CorruptShardError, match="cut.tfrecord"):
+        face_images.inspect_shards(str(tmp_path / "cut.tfrecord"))
     flipped = bytearray(raw)
     flipped[40] ^= 0xFF  # inside the first record's payload: its CRC no longer matches
     (tmp_path / "flip.tfrecord").write_bytes(bytes(flipped))
-    with pytest.raises(face_pipeline.CorruptShardError, match="flip.tfrecord.*re-run"):
-        face_pipeline.face_dataset(str(tmp_path / "flip.tfrecord"), 2, crop_size=16)
+    with pytest.raises(face_images.CorruptShardError, match="flip.tfrecord.*re-run"):
+        face_images.face_dataset(str(tmp_path / "flip.tfrecord"), 2, crop_size=16)
     (tmp_path / "foreign.tfrecord").write_bytes(b"")
     with tf.io.TFRecordWriter(str(tmp_path / "foreign.tfrecord")) as writer:
         writer.write(b"not an example")
-    with pytest.raises(face_pipeline.CorruptShardError, match="not a face-crop"):
-        face_pipeline.inspect_shards(str(tmp_path / "foreign.tfrecord"))
+    with pytest.raises(face_images.CorruptShardError, match="not a face-crop"):
+        face_images.inspect_shards(str(tmp_path / "foreign.tfrecord"))
 
 
 def test_size_mismatch_and_missing_glob(tmp_path):
     _write_shard(tmp_path / "a.tfrecord", 0, 2, size=16)
     _write_shard(tmp_path / "b.tfrecord", 0, 2, size=24)
-    with pytest.raises(face_pipeline.CorruptShardError, match="b.tfrecord holds 24x24"):
-        face_pipeline.inspect_shards(str(tmp_path / "*.tfrecord"))
-    with pytest.raises(face_pipeline.CorruptShardError, match="64x64 were expected"):
-        face_pipeline.inspect_shards(str(tmp_path / "a.tfrecord"), expected_size=64)
+    with pytest.raises(face_images.CorruptShardError, match="b.tfrecord holds 24x24"):
+        face_images.inspect_shards(str(tmp_path / "*.tfrecord"))
+    with pytest.raises(face_images.CorruptShardError, match="64x64 were expected"):
+        face_images.inspect_shards(str(tmp_path / "a.tfrecord"), expected_size=64)
     with pytest.raises(FileNotFoundError, match="No TFRecord shards match"):
-        face_pipeline.face_dataset(str(tmp_path / "none-*.tfrecord"), 2)
+        face_images.face_dataset(str(tmp_path / "none-*.tfrecord"), 2)
