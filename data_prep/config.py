@@ -1,31 +1,19 @@
-"""Settings of the face-crop stage (FF++ videos to 64x64 crops)."""
+"""Settings of the data stages that are not the face stage's: the generated dataset's size.
+
+The face stage's settings are `data_prep.face_settings.FaceSettings`; source and
+method names are in `data_prep.methods`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-METHODS: tuple[str, ...] = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
-METHOD_ABBREVIATIONS: dict[str, str] = {
-    "Deepfakes": "DF",
-    "Face2Face": "F2F",
-    "FaceSwap": "FS",
-    "NeuralTextures": "NT",
-}
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-# The `method` of pristine videos (and of their crops).
-ORIGINAL = "original"
+from data_prep.methods import PAPER_METHODS, abbreviation
 
-
-@dataclasses.dataclass(frozen=True)
-class FacesConfig:
-    """How frames are sampled and faces cropped."""
-
-    compression: str = "raw"
-    methods: tuple[str, ...] = METHODS
-    frames_per_video: int = 32  # 0 = every frame
-    detection: str = "fast"  # "fast" or "exact"
-    crop_size: int = 64
-    crop_scale: float = 1.3  # FF++ convention: side = 1.3 * max(w, h)
+# deprecated alias, removed once no caller is left
+METHODS: tuple[str, ...] = PAPER_METHODS
+# deprecated alias, removed once no caller is left
+METHOD_ABBREVIATIONS: dict[str, str] = {m: abbreviation(m) for m in PAPER_METHODS}
 
 
 @dataclasses.dataclass(frozen=True)

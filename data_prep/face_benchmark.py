@@ -1,6 +1,6 @@
 """Speed and agreement of the fast face detector against the FF++ reference.
 
-Runs the face-crop stage (`face_extraction.prepare_faces`) twice on the same real
+Runs the face-crop stage (`face_stage.prepare_faces`) twice on the same real
 videos, once with `exact` detection (dlib on every full-resolution frame, as the
 FaceForensics++ code does; Roessler et al., ICCV 2019) and once with `fast`, and
 reports frames per second per core from the manifests (`frames_read` / `seconds` of
@@ -14,7 +14,7 @@ see the same load on a shared machine.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import platform
 import shutil
@@ -25,10 +25,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data_prep.config import ORIGINAL
+from data_prep.datasets import FFPPDataset
+from data_prep.datasets.ffpp import videos_dir
 from data_prep.face_detection import box_iou
-from data_prep.face_extraction import prepare_faces
-from data_prep.ffpp_layout import videos_dir
+from data_prep.face_settings import FaceSettings
+from data_prep.face_stage import SHARD_SUFFIX, prepare_faces
+from data_prep.files import write_json_atomically
+from data_prep.methods import ORIGINAL, SPLITS
 
 
 def _cpu_name() -> str:
@@ -58,11 +61,10 @@ def build_layout(videos: Sequence[str], root: str) -> tuple[str, str]:
     if len(ids) % 2:
         ids.append(f"{len(ids):03d}")
     splits = os.path.join(root, "splits")
-    os.makedirs(splits, exist_ok=True)
-    pairs = {"train": [[ids[i], ids[i + 1]] for i in range(0, len(ids), 2)], "val": [], "test": []}
+    pairs = {split: [] for split in SPLITS}
+    pairs["train"] = [[ids[i], ids[i + 1]] for i in range(0, len(ids), 2)]
     for split, listed in pairs.items():
-        with open(os.path.join(splits, f"{split}.json"), "w") as f:
-            json.dump(listed, f)
+        write_json_atomically(os.path.join(splits, f"{split}.json"), listed)
     return root, splits
 
 
@@ -76,7 +78,7 @@ def _boxes(faces_dir: str) -> dict[tuple[str, int], tuple[int, int, int, int]]:
     boxes = {}
     for root, _, files in os.walk(faces_dir):
         for name in sorted(files):
-            if name.endswith(".tfrecord"):
+            if name.endswith(SHARD_SUFFIX):
                 for raw in tf.data.TFRecordDataset(os.path.join(root, name)).as_numpy_iterator():
                     e = parse_face_numpy(raw)
                     boxes[(e.video, e.frame)] = e.box
@@ -95,6 +97,7 @@ def _speed(entries: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def benchmark_faces(
     videos: Sequence[str],
+    settings: FaceSettings | None = None,
     workdir: str | None = None,
     max_frames: int = 0,
     exact_max_frames: int = 0,
@@ -108,6 +111,8 @@ def benchmark_faces(
 
     Args:
       videos: paths of real videos.
+      settings: the crop and fast-detector settings (FaceSettings() if None); every
+        frame is read, at the raw level, originals only, in both detection modes.
       workdir: where the layouts and the runs go (a temporary folder if None).
       max_frames: if > 0, only the first max_frames frames of each video (all runs).
       exact_max_frames: if > 0, the exact run stops after this many frames of each
@@ -120,6 +125,9 @@ def benchmark_faces(
     """
     if not videos:
         raise ValueError("No videos to benchmark: pass --videos_dir with real videos.")
+    base = dataclasses.replace(
+        settings or FaceSettings(), compression="raw", methods=(), frames_per_video=0
+    )
     own_tmp = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="bench_faces_")
     load_start = os.getloadavg()
@@ -135,9 +143,12 @@ def benchmark_faces(
             ("exact", "exact", exact_cap),
             ("fast_again", "fast", max_frames),
         ):
-            out = os.path.join(workdir, f"video{i}", run, "faces")
+            out = os.path.join(workdir, f"video{i}", run)
             manifest = prepare_faces(
-                root, splits, out, methods=(), detection=mode, workers=1, max_frames=cap
+                FFPPDataset(root, splits),
+                out,
+                dataclasses.replace(base, detection=mode, max_frames=cap),
+                workers=1,
             )
             runs[run] = (manifest["videos"][0], _boxes(out))
             fast_settings = fast_settings or manifest["settings"]["fast"]

@@ -32,11 +32,8 @@ import cv2
 import dlib
 import numpy as np
 
+from data_prep.face_settings import DETECTION_MODES, EXACT, FAST, FaceSettings, FastSettings
 from data_prep.frames import read_frames
-
-EXACT = "exact"
-FAST = "fast"
-DETECTION_MODES: tuple[str, ...] = (FAST, EXACT)
 
 # dlib's face detector scans `pyramid_down<6>`: each level is 5/6 the previous.
 PYRAMID_N = 6
@@ -49,32 +46,6 @@ REFERENCE_SCALE = 2.0
 LEVEL0_BOX_SIDE = 43.41
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive), frame pixels
-
-
-@dataclasses.dataclass(frozen=True)
-class FastSettings:
-    """Parameters of the fast detector (see the module docstring)."""
-
-    keyframe_interval: int = 12  # frames between keyframes
-    margin_levels: int = 1  # also scan this many pyramid levels below the last face's
-    agree_iou: float = 0.75  # keyframes agreeing at least this much are interpolated
-    # Keyframes showing the same face at two pyramid levels (IoU ~0.69) are refined
-    # by bisection at most `refine_depth` times, then interpolated; a face that moved
-    # away (IoU < same_face_iou), appeared or vanished is bisected to the frame.
-    same_face_iou: float = 0.5
-    refine_depth: int = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class CropSettings:
-    """How the frames of a video are sampled, and faces found and cropped."""
-
-    frames_per_video: int = 0  # 0: every frame; N: N evenly spaced frames
-    max_frames: int = 0  # > 0: only the first max_frames frames of a video
-    detection: str = FAST
-    crop_size: int = 64
-    crop_scale: float = 1.3
-    fast: FastSettings = dataclasses.field(default_factory=FastSettings)
 
 
 @dataclasses.dataclass
@@ -349,11 +320,13 @@ def detect_faces(
 
 
 def crop_video(
-    video_path: str, settings: CropSettings, detector: FaceDetector | None = None
+    video_path: str, settings: FaceSettings, detector: FaceDetector | None = None
 ) -> VideoCrops:
     """The FF++ face crops of the sampled frames of one video.
 
-    Frames without a face are counted in `frames_without_face` and skipped.
+    Uses the sampling (frames_per_video, max_frames), detection, crop_size, crop_scale
+    and fast settings of `settings`. Frames without a face are counted in
+    `frames_without_face` and skipped. Crops are uint8 RGB [N, crop_size, crop_size, 3].
 
     Raises:
       VideoReadError: the video cannot be decoded, or is truncated.

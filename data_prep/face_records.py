@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 # Re-exported: the schema's `method` of pristine crops.
-from data_prep.config import ORIGINAL as ORIGINAL
+from data_prep.methods import ORIGINAL as ORIGINAL
 
 
 @dataclasses.dataclass(frozen=True)

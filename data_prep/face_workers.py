@@ -2,7 +2,7 @@
 
 Each worker holds its own dlib detector (dlib objects are not shared between
 processes) and one OpenCV thread, and returns the crops of a video to the parent,
-which writes the shards and the progress log (`face_extraction`). This module and
+which writes the shards and the progress log (`face_stage`). This module and
 what it imports are free of TensorFlow, so that spawned workers start in a fraction
 of a second instead of importing TensorFlow each.
 """
@@ -20,7 +20,8 @@ from typing import Any
 import cv2
 from absl import logging
 
-from data_prep.face_detection import CropSettings, FaceDetector, VideoCrops, crop_video
+from data_prep.face_detection import FaceDetector, VideoCrops, crop_video
+from data_prep.face_settings import FaceSettings
 from data_prep.frames import VideoReadError
 
 
@@ -42,7 +43,7 @@ class CropResult:
     seconds: float
 
 
-def run_job(job: CropJob, settings: CropSettings, detector: FaceDetector) -> CropResult:
+def run_job(job: CropJob, settings: FaceSettings, detector: FaceDetector) -> CropResult:
     """Crops one video; a video that cannot be decoded gives an error, not an exception."""
     start = time.perf_counter()
     crops, error = None, None
@@ -67,7 +68,7 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _init_worker(settings: CropSettings, parent: int) -> None:
+def _init_worker(settings: FaceSettings, parent: int) -> None:
     cv2.setNumThreads(1)
     _state.update(settings=settings, detector=FaceDetector(settings.fast))
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -77,7 +78,7 @@ def _work(job: CropJob) -> CropResult:
     return run_job(job, _state["settings"], _state["detector"])
 
 
-def map_jobs(jobs: Sequence[CropJob], settings: CropSettings, workers: int) -> Iterator[CropResult]:
+def map_jobs(jobs: Sequence[CropJob], settings: FaceSettings, workers: int) -> Iterator[CropResult]:
     """Results of `jobs` as they finish, from `workers` processes (in-process if 1)."""
     if workers <= 1 or len(jobs) <= 1:
         threads = cv2.getNumThreads()

@@ -20,14 +20,19 @@ TMP_SUFFIX = ".tmp"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
+def atomic_path(path: str, tmp: str | None = None) -> Iterator[str]:
     """Yields a temporary path to write; renames it to `path` if the block succeeds.
 
     The parent folder is created. On an exception the temporary file is removed and
     `path` is left as it was.
+
+    Args:
+      path: the destination.
+      tmp: the temporary name, in the same folder (default `path + ".tmp"`); for
+        writers that need the extension kept (video containers) or a hidden name.
     """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + TMP_SUFFIX
+    tmp = tmp or path + TMP_SUFFIX
     try:
         yield tmp
         os.replace(tmp, path)

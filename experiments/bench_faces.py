@@ -2,7 +2,12 @@ r"""Benchmarks fast against exact face cropping on real videos; prints one JSON 
 
 Usage (what `make bench` runs):
   python -m experiments.bench_faces --videos_dir=../shared/data/talking_heads \
-      [--videos=d0.mp4,d13.mp4] [--max_frames=N] [--exact_max_frames=N] [--workdir=DIR]
+      [--videos=d0.mp4,d13.mp4] [--max_frames=N] [--exact_max_frames=N] \
+      [--config=smoke|paper] [--workdir=DIR]
+
+The crop and fast-detector settings are the config's face settings; every frame is
+read. `--workdir` is scratch space for the runs (a temporary folder, removed at the
+end, by default).
 
 Frames per second per core of both detectors from the stage's manifests (decoding,
 detection, cropping and writing; process start-up excluded), the speed-up, and the
@@ -20,6 +25,8 @@ import os
 from absl import app, flags
 
 from data_prep.face_benchmark import benchmark_faces
+from experiments import cli
+from experiments.configs import CONFIG_NAMES
 
 VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of real videos (any format).")
 VIDEOS = flags.DEFINE_list("videos", [], "File names in --videos_dir to use (default: all).")
@@ -32,13 +39,20 @@ EXACT_MAX_FRAMES = flags.DEFINE_integer(
     "If > 0, the (slow) exact run uses only the first N frames of each video.",
     lower_bound=0,
 )
-WORKDIR = flags.DEFINE_string("workdir", None, "Keep the runs here (default: a temporary folder).")
+CONFIG = flags.DEFINE_string(
+    "config",
+    "smoke",
+    f"Configuration whose face settings are timed: one of {', '.join(CONFIG_NAMES)}.",
+)
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Scratch folder for the runs, kept (default: a temporary folder)."
+)
 flags.mark_flag_as_required("videos_dir")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
+    config = cli.experiment_config(CONFIG)
     folder = VIDEOS_DIR.value
     if not os.path.isdir(folder):
         raise app.UsageError(f"--videos_dir={folder!r} is not a folder.")
@@ -52,6 +66,7 @@ def main(argv: list[str]) -> None:
     try:
         result = benchmark_faces(
             videos,
+            settings=config.faces,
             workdir=WORKDIR.value,
             max_frames=MAX_FRAMES.value,
             exact_max_frames=EXACT_MAX_FRAMES.value,

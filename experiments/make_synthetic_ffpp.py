@@ -1,14 +1,17 @@
 r"""Generates a miniature FaceForensics++ (raw, lossless) with official-format splits.
 
 Usage:
-  python -m experiments.make_synthetic_ffpp --out=DIR [--identities=12] [--frames=24] \
-      [--seed=0] [--width=192] [--height=160] [--container=avi|mkv]
+  python -m experiments.make_synthetic_ffpp --config=smoke|paper --workdir=WORKDIR \
+      [--out=DIR] [--identities=N] [--frames=N] [--seed=N] [--width=192] [--height=160] \
+      [--container=avi|mkv]
 
-Writes `DIR/original_sequences/youtube/raw/videos/<id>.<container>`,
-`DIR/manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/raw/videos/
-<target>_<source>.<container>` (FFV1), `DIR/splits/{train,val,test}.json` and
-`DIR/synthetic.json`. The smoke run of Khodabakhsh & Busch (BIOSIG 2020) uses it in
-place of FF++; its numbers are not comparable with the paper's.
+Writes into WORKDIR/synthetic_ffpp (or --out) `original_sequences/youtube/raw/videos/
+<id>.<container>`, `manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/
+raw/videos/<target>_<source>.<container>` (FFV1), `splits/{train,val,test}.json` and
+`synthetic.json`; `--identities`, `--frames` and `--seed` default to the config's
+synthetic settings. A dataset already complete with these settings is kept as it is.
+`prepare_faces --dataset=generated` reads it. The smoke run of Khodabakhsh & Busch
+(BIOSIG 2020) uses it in place of FF++; its numbers are not comparable with the paper's.
 """
 
 from __future__ import annotations
@@ -17,40 +20,56 @@ import json
 
 from absl import app, flags, logging
 
-from data_prep.config import SyntheticConfig
+from data_prep.files import check_writable
 from data_prep.synthetic import CONTAINERS, generate_synthetic_ffpp
+from experiments import cli
+from experiments.pipeline import run_log
 
-_DEFAULTS = SyntheticConfig()
-
-OUT = flags.DEFINE_string("out", None, "Output folder (the FF++ root of the new dataset).")
-IDENTITIES = flags.DEFINE_integer(
-    "identities", _DEFAULTS.identities, "People (even, >= 6); one original video each."
+CONFIG, WORKDIR = cli.define_config_and_workdir(
+    workdir_help="Work directory; the dataset goes to WORKDIR/synthetic_ffpp unless --out."
 )
-FRAMES = flags.DEFINE_integer("frames", _DEFAULTS.frames, "Frames per video.", lower_bound=2)
-SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed; the dataset is a function of it.")
+OUT = flags.DEFINE_string(
+    "out", None, "Output folder (the FF++ root of the new dataset); default WORKDIR/synthetic_ffpp."
+)
+IDENTITIES = flags.DEFINE_integer(
+    "identities", None, "People (even, >= 6); one original video each (default: the config's)."
+)
+FRAMES = flags.DEFINE_integer(
+    "frames", None, "Frames per video (default: the config's).", lower_bound=2
+)
+SEED = flags.DEFINE_integer(
+    "seed", None, "Random seed; the dataset is a function of it (default: the config's)."
+)
 WIDTH = flags.DEFINE_integer("width", 192, "Frame width in pixels.", lower_bound=96)
 HEIGHT = flags.DEFINE_integer("height", 160, "Frame height in pixels.", lower_bound=96)
 CONTAINER = flags.DEFINE_enum("container", "avi", CONTAINERS, "Container of the FFV1 videos.")
-flags.mark_flag_as_required("out")
+
+
+def _value(flag: flags.FlagHolder, default: int) -> int:
+    return default if flag.value is None else flag.value
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
+    synthetic = cli.experiment_config(CONFIG).synthetic
+    workdir = cli.workdir(WORKDIR)
+    out, what = (OUT.value, "--out") if OUT.value else (workdir.generated_dataset, "--workdir")
     try:
+        check_writable(out, what)
+        run_log.record_command(workdir.root)
         summary = generate_synthetic_ffpp(
-            OUT.value,
-            identities=IDENTITIES.value,
-            frames=FRAMES.value,
-            seed=SEED.value,
+            out,
+            identities=_value(IDENTITIES, synthetic.identities),
+            frames=_value(FRAMES, synthetic.frames),
+            seed=_value(SEED, synthetic.seed),
             width=WIDTH.value,
             height=HEIGHT.value,
             container=CONTAINER.value,
         )
-    except ValueError as err:
+    except (ValueError, PermissionError) as err:
         raise app.UsageError(str(err)) from None
     except OSError as err:
-        raise app.UsageError(f"Cannot write to --out={OUT.value!r} ({err}).") from None
+        raise app.UsageError(f"Cannot write to {what}={out!r} ({err}).") from None
     pairs = {split: len(p) for split, p in summary["pairs"].items()}
     logging.info("Videos per source: %s; pairs per split: %s", summary["videos"], json.dumps(pairs))
 

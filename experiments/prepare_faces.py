@@ -1,106 +1,146 @@
-r"""Crops the faces of FaceForensics++ videos into 64x64 TFRecord shards.
+r"""Crops the faces of a dataset's videos (FF++ or the generated one) into 64x64 TFRecord shards.
 
 Usage:
-  python -m experiments.prepare_faces --ffpp_root=FFPP --splits_dir=SPLITS \
-      --workdir=WORKDIR [--compression=raw|c23|c40] \
-      [--methods=Deepfakes,Face2Face,FaceSwap,NeuralTextures] [--frames_per_video=N] \
-      [--detection=fast|exact] [--workers=N] [--max_frames=N]
+  python -m experiments.prepare_faces --config=smoke|paper --workdir=WORKDIR \
+      --dataset=ffpp --dataset_root=FFPP --splits_dir=SPLITS [--compression=raw|c23|c40]
+  python -m experiments.prepare_faces --config=smoke --workdir=WORKDIR --dataset=generated \
+      [--dataset_root=DIR]
+  overrides (default: the config's face settings): [--methods=Deepfakes,Face2Face,...]
+      [--frames_per_video=N] [--detection=fast|exact] [--max_frames=N] [--workers=N]
 
-Writes `WORKDIR/faces/<split>/<source>/<video>.tfrecord` (one shard per video;
-source = original or the method), `WORKDIR/faces/manifest.json` (per-video counts,
-totals per split and method, settings) and `WORKDIR/faces/config.json`. Running the
-same command again skips finished videos. The exit status is 3 when a video failed
-or a requested folder or split file was missing (all other videos are processed).
-Khodabakhsh & Busch (BIOSIG 2020), Sec. 4: dlib face crops as in FaceForensics++.
+`--dataset=generated` without `--dataset_root` reads WORKDIR/synthetic_ffpp (written
+by make_synthetic_ffpp); it has its own splits. Writes
+`WORKDIR/faces/<split>/<source>/<video>.tfrecord` (one shard per video; source =
+original or the method), `WORKDIR/faces/manifest.json` (per-video counts, totals per
+split and method, settings) and `WORKDIR/faces/config.json`. Running the same command
+again skips finished videos. The exit status is 3 when a video failed or a requested
+folder or split file was missing (all other videos are processed), 1 for a usage
+error. Khodabakhsh & Busch (BIOSIG 2020), Sec. 4: dlib face crops as in
+FaceForensics++.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from absl import app, flags, logging
 
-from data_prep.config import METHODS, FacesConfig
-from data_prep.face_detection import DETECTION_MODES
-from data_prep.face_extraction import prepare_faces
-from data_prep.ffpp_layout import COMPRESSIONS
+from data_prep.datasets import ADAPTERS, GeneratedDataset, open_dataset
+from data_prep.face_settings import DETECTION_MODES, FaceSettings
+from data_prep.face_stage import prepare_faces
+from data_prep.files import check_writable
+from experiments import cli
 from experiments.pipeline import run_log
+from experiments.pipeline.workdir import MANIFEST_FILE, Workdir
 
-_DEFAULTS = FacesConfig()
-
-FFPP_ROOT = flags.DEFINE_string(
-    "ffpp_root", None, "FF++ root as the download script wrote it (original_sequences/, ...)."
+CONFIG, WORKDIR = cli.define_config_and_workdir(
+    workdir_help="Work directory; crops go to WORKDIR/faces."
+)
+DATASET = flags.DEFINE_enum(
+    "dataset",
+    None,
+    list(ADAPTERS),
+    "ffpp: FaceForensics++ as its download script wrote it (needs --dataset_root and "
+    "--splits_dir); generated: the dataset make_synthetic_ffpp wrote.",
+)
+DATASET_ROOT = flags.DEFINE_string(
+    "dataset_root",
+    None,
+    "The dataset's folder (FF++: holding original_sequences/ and manipulated_sequences/). "
+    "Default for --dataset=generated: WORKDIR/synthetic_ffpp.",
 )
 SPLITS_DIR = flags.DEFINE_string(
     "splits_dir",
     None,
-    "Folder with the official train.json, val.json, test.json (dataset/splits of the "
-    "FaceForensics repository). Required: splits are never invented.",
+    "FF++ only: folder with the official train.json, val.json, test.json (dataset/splits "
+    "of the FaceForensics repository). Required: splits are never invented.",
 )
-WORKDIR = flags.DEFINE_string("workdir", None, "Work directory; crops go to WORKDIR/faces.")
-COMPRESSION = flags.DEFINE_enum(
-    "compression", _DEFAULTS.compression, COMPRESSIONS, "FF++ compression level."
+COMPRESSION = flags.DEFINE_string(
+    "compression", None, "Compression level: raw, c23 or c40 (default: the config's)."
 )
-METHODS_FLAG = flags.DEFINE_list(
-    "methods", list(METHODS), "Manipulation methods to include; empty for originals only."
+METHODS = flags.DEFINE_list(
+    "methods",
+    None,
+    "Manipulation methods to include (default: the config's); empty for originals only.",
 )
 FRAMES_PER_VIDEO = flags.DEFINE_integer(
     "frames_per_video",
-    _DEFAULTS.frames_per_video,
-    "0 for every frame, N > 0 for N evenly spaced frames per video.",
+    None,
+    "0 for every frame, N > 0 for N evenly spaced frames per video (default: the config's).",
     lower_bound=0,
 )
 DETECTION = flags.DEFINE_enum(
     "detection",
-    _DEFAULTS.detection,
+    None,
     DETECTION_MODES,
     "exact: dlib on every full-resolution frame (FF++ reference); fast: the same boxes "
-    "from keyframes and interpolation.",
+    "from keyframes and interpolation (default: the config's).",
 )
 WORKERS = flags.DEFINE_integer(
     "workers", os.cpu_count() or 1, "Processes working on videos in parallel.", lower_bound=1
 )
 MAX_FRAMES = flags.DEFINE_integer(
-    "max_frames", 0, "If > 0, use only the first N frames of each video.", lower_bound=0
+    "max_frames",
+    None,
+    "If > 0, use only the first N frames of each video (default: the config's).",
+    lower_bound=0,
 )
-flags.mark_flags_as_required(["ffpp_root", "workdir"])
-
 
 # Distinct from absl's exit status 1 for usage errors, so scripts can tell "ran, with
 # some videos failed or folders missing" from "did not run".
 EXIT_SOME_FAILED = 3
 
 
+def face_settings(config_faces: FaceSettings) -> FaceSettings:
+    """The config's face settings with the flags that were given."""
+    overrides = {
+        "compression": COMPRESSION.value,
+        "methods": None if METHODS.value is None else tuple(METHODS.value),
+        "frames_per_video": FRAMES_PER_VIDEO.value,
+        "detection": DETECTION.value,
+        "max_frames": MAX_FRAMES.value,
+    }
+    return dataclasses.replace(
+        config_faces, **{k: v for k, v in overrides.items() if v is not None}
+    )
+
+
+def dataset_root(workdir: Workdir) -> str:
+    """--dataset_root, or the generated dataset's folder in the workdir."""
+    if DATASET_ROOT.value:
+        return DATASET_ROOT.value
+    if DATASET.value == GeneratedDataset.name:
+        return workdir.generated_dataset
+    raise app.UsageError(
+        f"--dataset_root is required with --dataset={DATASET.value}: the folder the FF++ "
+        "download script wrote (holding original_sequences/ and manipulated_sequences/)."
+    )
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not SPLITS_DIR.value:
+    cli.reject_arguments(argv)
+    config = cli.experiment_config(CONFIG)
+    workdir = cli.workdir(WORKDIR)
+    if DATASET.value is None:
+        raise app.UsageError(f"--dataset is required: one of {', '.join(ADAPTERS)}.")
+    if DATASET.value == "ffpp" and not SPLITS_DIR.value:
         raise app.UsageError(
             "--splits_dir is required: pass the folder with the official FF++ split files "
             "train.json, val.json and test.json (dataset/splits of the FaceForensics "
             "repository). Splits are never invented."
         )
-    workdir = WORKDIR.value
+    settings = face_settings(config.faces)
     try:
-        run_log.record_command(workdir)
-        manifest = prepare_faces(
-            ffpp_root=FFPP_ROOT.value,
-            splits_dir=SPLITS_DIR.value,
-            out_dir=os.path.join(workdir, "faces"),
-            compression=COMPRESSION.value,
-            methods=tuple(m for m in METHODS_FLAG.value if m),
-            frames_per_video=FRAMES_PER_VIDEO.value,
-            detection=DETECTION.value,
-            workers=WORKERS.value,
-            max_frames=MAX_FRAMES.value,
-        )
-    except PermissionError as err:
-        raise app.UsageError(str(err)) from None
-    except (ValueError, FileNotFoundError) as err:
+        dataset = open_dataset(DATASET.value, dataset_root(workdir), SPLITS_DIR.value)
+        check_writable(workdir.faces)
+        run_log.record_command(workdir.root)
+        manifest = prepare_faces(dataset, workdir.faces, settings, workers=WORKERS.value)
+    except (ValueError, FileNotFoundError, PermissionError) as err:
         raise app.UsageError(str(err)) from None
     except OSError as err:
         raise app.UsageError(
-            f"Cannot write to --workdir={workdir!r} ({err}): choose a writable folder."
+            f"Cannot write to --workdir={workdir.root!r} ({err}): choose a writable folder."
         ) from None
     failed = manifest["failed_videos"]
     problems = manifest["problems"]
@@ -109,7 +149,7 @@ def main(argv: list[str]) -> int:
             "%d videos failed and %d problems were found (see %s): the other videos are done.",
             failed,
             len(problems),
-            os.path.join(workdir, "faces", "manifest.json"),
+            os.path.join(workdir.faces, MANIFEST_FILE),
         )
         return EXIT_SOME_FAILED
     return 0

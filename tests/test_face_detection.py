@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 
 from data_prep.face_detection import (
-    EXACT,
-    FAST,
     FaceDetector,
-    FastSettings,
     box_iou,
     crop_box,
     crop_face,
     pyramid_level,
     track_faces,
 )
+from data_prep.face_settings import EXACT, FAST, FastSettings
 from data_prep.frames import read_frames
 
 # --- geometry ------------------------------------------------------------------------------
@@ -176,6 +174,7 @@ def _crop_iou(face_a, face_b, frame) -> float:
     return box_iou(crop_box(face_a, width, height), crop_box(face_b, width, height))
 
 
+@pytest.mark.slow
 def test_exact_finds_a_face_in_at_least_95_percent_of_frames(sampled):
     found = [box is not None for _, exact in sampled.values() for box in exact]
     assert np.mean(found) >= 0.95, f"faces in {np.mean(found):.1%} of sampled frames"
@@ -183,6 +182,7 @@ def test_exact_finds_a_face_in_at_least_95_percent_of_frames(sampled):
     assert any(frames[0][1].shape[0] == 1280 for frames, _ in sampled.values())
 
 
+@pytest.mark.slow
 def test_fast_matches_exact_on_sampled_frames(sampled):
     ious = []
     fast = FaceDetector()  # one per process, as the stage does (building one takes ~0.4 s)
@@ -194,6 +194,7 @@ def test_fast_matches_exact_on_sampled_frames(sampled):
     assert np.mean(ious) >= 0.9, f"mean IoU {np.mean(ious):.3f}"
 
 
+@pytest.mark.slow
 def test_pyramid_restricted_detection_reproduces_the_reference(sampled, detector):
     # Starting the scan one level below the face's own level gives the reference box.
     ious = []
@@ -207,6 +208,7 @@ def test_pyramid_restricted_detection_reproduces_the_reference(sampled, detector
     assert np.mean(ious) >= 0.95 and np.min(ious) >= 0.8, ious
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["d9.mp4", "d20.mp4"])
 def test_fast_matches_exact_on_consecutive_frames(shared_data, detector, name):
     frames = list(read_frames(str(shared_data / "talking_heads" / name), 0, max_frames=30))

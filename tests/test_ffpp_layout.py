@@ -1,17 +1,20 @@
-"""FF++ layout discovery, official split assignment and frame sampling."""
+"""The FF++ adapter: layout discovery, official split assignment, masks; frame sampling."""
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import pathlib
 
 import pytest
 
-from data_prep.config import METHODS, ORIGINAL
-from data_prep.ffpp_layout import find_videos, videos_dir
+from data_prep.datasets import FFPPDataset, open_dataset
+from data_prep.datasets.ffpp import masks_dir, scan_layout, videos_dir
+from data_prep.datasets.ffpp_splits import SplitFileError, load_splits, read_split_file
 from data_prep.frames import sample_frame_indices
-from data_prep.splits import SplitFileError, load_splits, read_split_file
+from data_prep.methods import ORIGINAL
+from data_prep.methods import PAPER_METHODS as METHODS
 
 # --- official splits -------------------------------------------------------------------
 
@@ -120,9 +123,9 @@ def test_find_videos_reads_the_official_layout(tmp_path):
     _touch(videos_dir(root, "FaceShifter", "c23"), "000_001.mp4")
     _touch(videos_dir(root, "DeepFakeDetection", "c23"), "01_02__walk__ABC.mp4")
 
-    report = find_videos(root, "c23", METHODS)
+    report = scan_layout(root, "c23", METHODS)
 
-    found = {(v.method, v.video, v.path.rsplit(".", 1)[1]) for v in report.videos}
+    found = {(v.source, v.video, v.path.rsplit(".", 1)[1]) for v in report.videos}
     assert found == {
         (ORIGINAL, "000", "mp4"),
         (ORIGINAL, "001", "avi"),
@@ -131,8 +134,8 @@ def test_find_videos_reads_the_official_layout(tmp_path):
         ("Deepfakes", "001_000", "mp4"),
         ("Face2Face", "000_001", "avi"),  # first of the duplicates by name
     }
-    assert {v.label for v in report.videos if v.method == ORIGINAL} == {0}
-    assert {v.label for v in report.videos if v.method != ORIGINAL} == {1}
+    assert {v.label for v in report.videos if v.source == ORIGINAL} == {0}
+    assert {v.label for v in report.videos if v.source != ORIGINAL} == {1}
     kinds = {(p.kind, p.method) for p in report.problems}
     assert kinds == {
         ("duplicate_video", "Face2Face"),
@@ -149,23 +152,74 @@ def test_find_videos_reads_the_official_layout(tmp_path):
 def test_find_videos_originals_only_and_bad_requests(tmp_path):
     root = str(tmp_path)
     _touch(videos_dir(root, ORIGINAL, "raw"), "000.mp4")
-    report = find_videos(root, "raw", ())
+    report = scan_layout(root, "raw", ())
     assert [v.video for v in report.videos] == ["000"] and not report.problems
     with pytest.raises(ValueError, match="compression"):
-        find_videos(root, "c90", ())
+        scan_layout(root, "c90", ())
     with pytest.raises(ValueError, match="not one of the paper"):
-        find_videos(root, "raw", ("FaceShifter",))
+        scan_layout(root, "raw", ("FaceShifter",))
     with pytest.raises(ValueError, match="Unknown method"):
-        find_videos(root, "raw", ("DeepFake",))
+        scan_layout(root, "raw", ("DeepFake",))
     with pytest.raises(FileNotFoundError, match="ffpp_root"):
-        find_videos(str(tmp_path / "absent"), "raw", ())
+        scan_layout(str(tmp_path / "absent"), "raw", ())
 
 
 def test_empty_videos_folder_is_reported(tmp_path):
     root = str(tmp_path)
     _touch(videos_dir(root, ORIGINAL, "raw"))
-    report = find_videos(root, "raw", ())
+    report = scan_layout(root, "raw", ())
     assert [p.kind for p in report.problems] == ["no_videos"]
+
+
+def test_faceshifter_and_deepfakedetection_are_listed_where_present_with_masks(tmp_path):
+    root = str(tmp_path)
+    _touch(videos_dir(root, ORIGINAL, "c23"), "000.mp4", "001.mp4")
+    _touch(videos_dir(root, "Deepfakes", "c23"), "000_001.mp4", "001_000.mp4")
+    _touch(videos_dir(root, "FaceShifter", "c23"), "000_001.mp4", "001_000.mp4")
+    _touch(videos_dir(root, "DeepFakeDetection", "c23"), "01_02__walk__ABC.mp4")
+    _touch(masks_dir(root, "Deepfakes"), "000_001.mp4")
+    _touch(masks_dir(root, "FaceShifter"), "001_000.mp4")
+    splits = _write_splits(tmp_path / "splits", [["000", "001"]], [], [])
+
+    # Every method folder found, when none is requested: FF++'s order, masks beside.
+    listing = FFPPDataset(root, str(splits)).list_videos("c23", None)
+    assert listing.methods == ("Deepfakes", "FaceShifter", "DeepFakeDetection")
+    assert not listing.ignored and not listing.problems
+    entries = {(v.source, v.video): v for v in listing.videos}
+    assert entries[("FaceShifter", "001_000")].mask_path == os.path.join(
+        masks_dir(root, "FaceShifter"), "001_000.mp4"
+    )
+    assert entries[("Deepfakes", "000_001")].mask_path.endswith(
+        "manipulated_sequences/Deepfakes/masks/videos/000_001.mp4"
+    )
+    assert entries[("Deepfakes", "001_000")].mask_path is None
+    assert entries[(ORIGINAL, "000")].mask_path is None
+    assert {v.split for v in listing.videos if v.source != "DeepFakeDetection"} == {"train"}
+    assert {v.label for v in listing.videos} == {0, 1}
+    # DeepFakeDetection's names are not youtube pairs: listed, in no split.
+    assert [v.key for v in listing.unassigned()] == ["DeepFakeDetection/01_02__walk__ABC"]
+    # Requested explicitly, they are accepted; the paper's four alone leave them ignored.
+    only = open_dataset("ffpp", root, str(splits)).list_videos("c23", ["FaceShifter"])
+    assert only.counts() == {ORIGINAL: 2, "FaceShifter": 2}
+    assert only.ignored == [
+        "manipulated_sequences/DeepFakeDetection",
+        "manipulated_sequences/Deepfakes",
+    ]
+    paper = scan_layout(root, "c23", METHODS)
+    assert "manipulated_sequences/FaceShifter" in paper.ignored
+    assert {p.kind for p in paper.problems} == {"missing_method"}  # F2F, FS, NT
+    # A masks folder is not a compression level.
+    _touch(videos_dir(root, "FaceSwap", "raw"), "000_001.mp4")
+    _touch(masks_dir(root, "FaceSwap"), "000_001.mp4")
+    problem = next(p for p in scan_layout(root, "c23", ["FaceSwap"]).problems)
+    assert problem.kind == "missing_compression" and "(found: raw)" in problem.message
+
+
+def test_the_ffpp_adapter_requires_a_split_folder(tmp_path):
+    with pytest.raises(ValueError, match="splits_dir"):
+        FFPPDataset(str(tmp_path), None)
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        open_dataset("celebdf", str(tmp_path))
 
 
 # --- frame sampling ----------------------------------------------------------------------

@@ -16,10 +16,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.config import METHODS, ORIGINAL
-from data_prep.face_extraction import PROGRESS, prepare_faces
+from data_prep.datasets import FFPPDataset, GeneratedDataset
+from data_prep.datasets.ffpp import videos_dir
+from data_prep.face_journal import PROGRESS
 from data_prep.face_records import FaceExample, parse_face, parse_face_numpy, serialize_face
-from data_prep.ffpp_layout import videos_dir
+from data_prep.face_settings import FaceSettings
+from data_prep.face_stage import prepare_faces
+from data_prep.methods import ORIGINAL
+from data_prep.methods import PAPER_METHODS as METHODS
 from data_prep.synthetic import generate_synthetic_ffpp, write_video
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,14 +43,21 @@ def ffpp(tmp_path_factory):
 def prepared(ffpp, tmp_path_factory):
     """prepare_faces on every frame of every video, two worker processes."""
     out = str(tmp_path_factory.mktemp("work") / "faces")
-    manifest = prepare_faces(ffpp, os.path.join(ffpp, "splits"), out, workers=2)
+    manifest = prepare_faces(GeneratedDataset(ffpp), out, FaceSettings(), workers=2)
     return out, manifest
 
 
-def _binary(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def _ffpp(root: str) -> FFPPDataset:
+    """The generated dataset read as FF++, with its split folder."""
+    return FFPPDataset(root, os.path.join(root, "splits"))
+
+
+def _binary(
+    *args: str, timeout: float = 240, name: str = "prepare_faces"
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
-        [sys.executable, "-m", "experiments.prepare_faces", *args],
+        [sys.executable, "-m", f"experiments.{name}", *args],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -91,6 +102,7 @@ def test_schema_round_trip(rng):
 # --- a full run -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shards_hold_every_frame_with_its_metadata(ffpp, prepared):
     out, manifest = prepared
     assert manifest["complete"] and manifest["failed_videos"] == 0 and not manifest["problems"]
@@ -123,6 +135,7 @@ def test_shards_hold_every_frame_with_its_metadata(ffpp, prepared):
         assert json.load(f)["totals"] == totals
 
 
+@pytest.mark.slow
 def test_eager_and_tf_data_parsing_agree(prepared):
     out, _ = prepared
     shard = sorted(glob.glob(os.path.join(out, "train", "FaceSwap", "*.tfrecord")))[0]
@@ -138,43 +151,71 @@ def test_eager_and_tf_data_parsing_agree(prepared):
         assert tuple(int(v) for v in p["box"]) == e.box
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_videos_and_refuses_other_settings(ffpp, prepared):
     out, manifest = prepared
     progress = pathlib.Path(out, PROGRESS)
     lines = progress.read_text().count("\n")
     shard = os.path.join(out, manifest["videos"][0]["shard"])
     mtime = os.path.getmtime(shard)
-    again = prepare_faces(ffpp, os.path.join(ffpp, "splits"), out, workers=2)
+    again = prepare_faces(_ffpp(ffpp), out, FaceSettings(), workers=2)
     assert progress.read_text().count("\n") == lines  # nothing redone
     assert os.path.getmtime(shard) == mtime
     assert again["videos"] == manifest["videos"]
     with pytest.raises(ValueError, match="frames_per_video"):
-        prepare_faces(ffpp, os.path.join(ffpp, "splits"), out, frames_per_video=3)
+        prepare_faces(_ffpp(ffpp), out, FaceSettings(frames_per_video=3))
 
 
+@pytest.mark.slow
 def test_originals_only_with_evenly_spaced_frames(ffpp, tmp_path):
     manifest = prepare_faces(
-        ffpp, os.path.join(ffpp, "splits"), str(tmp_path / "faces"), methods=(), frames_per_video=3
+        _ffpp(ffpp), str(tmp_path / "faces"), FaceSettings(methods=(), frames_per_video=3)
     )
     assert {e["method"] for e in manifest["videos"]} == {ORIGINAL}
     frames = {k[3] for k in _records(str(tmp_path / "faces"))}
     assert frames <= {0, 4, 5, 9} and {0, 9} <= frames
 
 
-def test_no_split_folder_is_refused(ffpp, tmp_path):
+def test_no_split_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match="splits_dir"):
-        prepare_faces(ffpp, None, str(tmp_path / "faces"))
-    result = _binary(f"--ffpp_root={ffpp}", f"--workdir={tmp_path}")
+        prepare_faces(FFPPDataset(str(tmp_path), None), str(tmp_path / "faces"), FaceSettings())
+    result = _binary("--dataset=ffpp", f"--dataset_root={tmp_path}", f"--workdir={tmp_path}")
     assert result.returncode != 0 and "--splits_dir is required" in result.stderr
 
 
+@pytest.mark.slow
 def test_unwritable_workdir_is_refused(ffpp, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     with pytest.raises(PermissionError, match="writable"):
-        prepare_faces(ffpp, os.path.join(ffpp, "splits"), str(blocker / "faces"))
-    result = _binary(f"--ffpp_root={ffpp}", f"--splits_dir={ffpp}/splits", f"--workdir={blocker}")
+        prepare_faces(_ffpp(ffpp), str(blocker / "faces"), FaceSettings())
+    result = _binary("--dataset=generated", f"--dataset_root={ffpp}", f"--workdir={blocker}")
     assert result.returncode != 0 and "writable" in result.stderr
+
+
+@pytest.mark.slow
+def test_make_reproduce_commands_generate_then_crop_the_generated_dataset(tmp_path):
+    work = str(tmp_path / "work")
+    synth = ["--config=smoke", f"--workdir={work}", "--identities=6", "--frames=3"]
+    made = _binary(*synth, name="make_synthetic_ffpp")
+    assert made.returncode == 0, made.stderr[-2000:]
+    marker = os.path.join(work, "synthetic_ffpp", "synthetic.json")
+    mtime = os.path.getmtime(marker)
+    again = _binary(*synth, name="make_synthetic_ffpp")  # complete: kept as it is
+    assert again.returncode == 0 and "already complete" in again.stderr
+    assert os.path.getmtime(marker) == mtime
+    faces = _binary("--config=smoke", f"--workdir={work}", "--dataset=generated", "--workers=1")
+    assert faces.returncode == 0, faces.stderr[-2000:]
+    with open(os.path.join(work, "faces", "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["ffpp_root"] == os.path.join(work, "synthetic_ffpp")
+    assert manifest["methods"] == list(METHODS) and manifest["settings"]["frames_per_video"] == 0
+    assert len(manifest["videos"]) == 6 * (1 + len(METHODS)) and manifest["complete"]
+    with open(os.path.join(work, "commands.jsonl")) as f:
+        stages = [json.loads(line)["stage"] for line in f]
+    assert stages == ["make_synthetic_ffpp", "make_synthetic_ffpp", "prepare_faces"]
+    refused = _binary(f"--workdir={work}", "--dataset=ffpp", f"--splits_dir={work}")
+    assert refused.returncode == 1 and "--dataset_root is required" in refused.stderr
 
 
 # --- bad inputs -----------------------------------------------------------------------------
@@ -212,10 +253,12 @@ def _bad_dataset(ffpp: str, root: pathlib.Path) -> tuple[str, str]:
     return str(root), str(splits)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_reported_and_the_rest_is_processed(ffpp, tmp_path):
     root, splits = _bad_dataset(ffpp, tmp_path / "ffpp")
     result = _binary(
-        f"--ffpp_root={root}",
+        "--dataset=ffpp",
+        f"--dataset_root={root}",
         f"--splits_dir={splits}",
         "--methods=Deepfakes,Face2Face,FaceSwap,NeuralTextures",
         "--workers=2",
@@ -258,9 +301,11 @@ def test_bad_inputs_are_reported_and_the_rest_is_processed(ffpp, tmp_path):
 # --- kill and resume ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(ffpp, tmp_path):
     args = [
-        f"--ffpp_root={ffpp}",
+        "--dataset=ffpp",
+        f"--dataset_root={ffpp}",
         f"--splits_dir={ffpp}/splits",
         "--detection=exact",
         "--frames_per_video=0",
@@ -292,11 +337,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(ffpp, tmp_path
     resumed = _binary(*args)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     reference = prepare_faces(
-        ffpp,
-        os.path.join(ffpp, "splits"),
+        _ffpp(ffpp),
         str(tmp_path / "reference" / "faces"),
-        detection="exact",
-        max_frames=5,
+        FaceSettings(detection="exact", max_frames=5),
         workers=2,
     )
     killed = _records(str(tmp_path / "killed" / "faces"))

@@ -11,18 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.config import METHODS, ORIGINAL
+from data_prep.datasets import GeneratedDataset, open_dataset
+from data_prep.datasets.ffpp import scan_layout, videos_dir
+from data_prep.datasets.ffpp_splits import load_splits, read_split_file
 from data_prep.face_detection import FaceDetector
-from data_prep.ffpp_layout import find_videos, videos_dir
-from data_prep.splits import load_splits, read_split_file
-from data_prep.synthetic import (
-    frame_state,
-    generate_synthetic_ffpp,
-    make_identity,
-    pair_identities,
-    render_face,
-    write_video,
-)
+from data_prep.methods import ORIGINAL
+from data_prep.methods import PAPER_METHODS as METHODS
+from data_prep.synthetic import generate_synthetic_ffpp, write_video
+from data_prep.synthetic.assembly import pair_identities
+from data_prep.synthetic.rendering import frame_state, make_identity, render_face
 
 IDENTITIES, FRAMES, SEED = 6, 6, 3
 
@@ -58,13 +55,13 @@ def test_pairs_and_split_sizes():
 
 def test_layout_and_split_files(dataset):
     out, summary = dataset
-    report = find_videos(out, "raw", METHODS)
+    report = scan_layout(out, "raw", METHODS)
     assert not report.problems
     assert report.counts() == {ORIGINAL: IDENTITIES, **{m: IDENTITIES for m in METHODS}}
     pairs = {s: read_split_file(os.path.join(out, "splits", f"{s}.json")) for s in summary["pairs"]}
     assert {s: len(p) for s, p in pairs.items()} == {"train": 1, "val": 1, "test": 1}
     index = load_splits(os.path.join(out, "splits"))
-    names = {(v.method, v.video) for v in report.videos}
+    names = {(v.source, v.video) for v in report.videos}
     for split, split_pairs in pairs.items():
         for a, b in split_pairs:
             for method in METHODS:  # both fakes of every pair, in the pair's split
@@ -85,6 +82,7 @@ def test_videos_are_lossless(tmp_path, container, rng):
     assert os.listdir(tmp_path) == [f"v.{container}"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_dlib_finds_the_faces_in_nearly_every_frame(dataset):
     out, _ = dataset
     detector = FaceDetector()
@@ -154,12 +152,31 @@ def test_rerun_keeps_videos_and_refuses_other_settings(dataset):
         generate_synthetic_ffpp(out, identities=IDENTITIES, frames=FRAMES, seed=SEED + 1)
 
 
+def test_the_generated_adapter_lists_the_dataset_with_its_own_splits(dataset, tmp_path):
+    out, summary = dataset
+    generated = open_dataset("generated", out)
+    assert generated.splits_dir == os.path.join(out, "splits")
+    listing = generated.list_videos("raw", None)
+    assert listing.methods == METHODS and not listing.problems and not listing.unassigned()
+    assert listing.counts() == summary["videos"]
+    a, b = summary["pairs"]["test"][0]
+    splits = {(v.source, v.video): v.split for v in listing.videos}
+    assert splits[(ORIGINAL, a)] == splits[("FaceSwap", f"{b}_{a}")] == "test"
+    assert all(v.mask_path is None for v in listing.videos)
+    with pytest.raises(ValueError, match="own split files"):
+        GeneratedDataset(out, splits_dir=out)
+    # A folder without the marker (an interrupted run) is not a generated dataset.
+    with pytest.raises(FileNotFoundError, match="make_synthetic_ffpp"):
+        GeneratedDataset(str(tmp_path)).list_videos("raw", None)
+
+
 def test_binary_refuses_an_odd_number_of_identities(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "experiments.make_synthetic_ffpp",
+            f"--workdir={tmp_path}",
             f"--out={tmp_path}",
             "--identities=7",
         ],

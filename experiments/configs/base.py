@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from classifier.config import DetectorConfig
-from data_prep.config import FacesConfig, SyntheticConfig
+from data_prep.config import SyntheticConfig
+from data_prep.face_settings import FaceSettings
 from pixelcnn_pp.config import UBMConfig
 
 
@@ -14,7 +15,7 @@ class ExperimentConfig:
     """All settings of one reproduction run; `name` is recorded in every output."""
 
     name: str
-    faces: FacesConfig
+    faces: FaceSettings
     ubm: UBMConfig
     detector: DetectorConfig
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)

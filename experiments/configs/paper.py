@@ -8,7 +8,8 @@ The UBM (R=5, F=160) needs a GPU.
 from __future__ import annotations
 
 from classifier.config import DetectorConfig
-from data_prep.config import FacesConfig
+from data_prep.face_settings import FaceSettings
+from data_prep.methods import PAPER_METHODS
 from experiments.configs.base import ExperimentConfig
 from pixelcnn_pp.config import UBMConfig
 
@@ -17,7 +18,9 @@ def get_config() -> ExperimentConfig:
     """Returns the paper's settings."""
     return ExperimentConfig(
         name="paper",
-        faces=FacesConfig(compression="raw", frames_per_video=32, detection="fast"),
+        faces=FaceSettings(
+            compression="raw", methods=PAPER_METHODS, frames_per_video=32, detection="fast"
+        ),
         ubm=UBMConfig(
             nr_resnet=5,
             nr_filters=160,

@@ -8,7 +8,9 @@ Its tables test the pipeline end to end; they are not comparable with the paper
 from __future__ import annotations
 
 from classifier.config import DetectorConfig
-from data_prep.config import FacesConfig, SyntheticConfig
+from data_prep.config import SyntheticConfig
+from data_prep.face_settings import FaceSettings
+from data_prep.methods import PAPER_METHODS
 from experiments.configs.base import ExperimentConfig
 from pixelcnn_pp.config import UBMConfig
 
@@ -17,7 +19,9 @@ def get_config() -> ExperimentConfig:
     """Returns the smoke settings."""
     return ExperimentConfig(
         name="smoke",
-        faces=FacesConfig(compression="raw", frames_per_video=0, detection="fast"),
+        faces=FaceSettings(
+            compression="raw", methods=PAPER_METHODS, frames_per_video=0, detection="fast"
+        ),
         ubm=UBMConfig(
             nr_resnet=1,
             nr_filters=32,

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 
-from data_prep.config import ORIGINAL, SPLITS
+from data_prep.methods import ORIGINAL, SPLITS
 
 
 class SplitFileError(ValueError):

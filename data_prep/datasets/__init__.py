@@ -1,0 +1,46 @@
+"""Datasets as adapters: each lists its videos with source, label, split and paths.
+
+`ADAPTERS` is the one registry: a new dataset (Celeb-DF, DFDC, a folder of files) is
+one module defining a class with `name`, `root`, `splits_dir` and `list_videos`
+(`base.VideoDataset`), added here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoDataset, VideoEntry
+from data_prep.datasets.ffpp import FFPPDataset
+from data_prep.datasets.generated import GeneratedDataset
+
+__all__ = [
+    "ADAPTERS",
+    "DatasetListing",
+    "DatasetProblem",
+    "FFPPDataset",
+    "GeneratedDataset",
+    "VideoDataset",
+    "VideoEntry",
+    "open_dataset",
+]
+
+ADAPTERS: dict[str, Callable[..., VideoDataset]] = {
+    FFPPDataset.name: FFPPDataset,
+    GeneratedDataset.name: GeneratedDataset,
+}
+
+
+def open_dataset(name: str, root: str, splits_dir: str | None = None) -> VideoDataset:
+    """The adapter `name` on the dataset in `root`.
+
+    Args:
+      name: a key of ADAPTERS ("ffpp", "generated").
+      root: the dataset's folder.
+      splits_dir: the split folder, for datasets that take one (FF++ requires it).
+
+    Raises:
+      ValueError: unknown name, or options the dataset does not take or lacks.
+    """
+    if name not in ADAPTERS:
+        raise ValueError(f"Unknown dataset {name!r}: use one of {', '.join(ADAPTERS)}.")
+    return ADAPTERS[name](root, splits_dir=splits_dir)

@@ -1,0 +1,116 @@
+"""The face stage's `manifest.json`: per-video entries, totals, and the summary log.
+
+The manifest holds the stage's settings, what the dataset adapter found (`ffpp_root`,
+`splits_dir`, `methods`, `workers`, `found`, `problems`, `unassigned`), whether the
+run is `complete`, the number of `failed_videos`, one entry per video (`video`,
+`method`, `split`, `path`, `shard`, `frames_read`, `faces`, `frames_without_face`,
+`seconds`, `status`, `error`; see `face_stage.finish_video`) and `totals` overall,
+per split, per method and per split and method. It is rebuilt from the progress
+journal and written atomically.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from absl import logging
+
+from data_prep.face_settings import FaceSettings
+from data_prep.files import write_json_atomically
+
+MANIFEST = "manifest.json"
+OK = "ok"
+FAILED = "failed"
+
+
+def _zero() -> dict[str, float]:
+    return {
+        "videos": 0,
+        "ok": 0,
+        "failed": 0,
+        "frames_read": 0,
+        "faces": 0,
+        "frames_without_face": 0,
+        "seconds": 0.0,
+    }
+
+
+def _add(total: dict[str, float], entry: dict[str, Any]) -> None:
+    total["videos"] += 1
+    total[entry["status"]] += 1
+    for key in ("frames_read", "faces", "frames_without_face", "seconds"):
+        total[key] += entry[key]
+
+
+def summarize(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over manifest entries: overall, per split, per method, per split and method."""
+    totals: dict[str, Any] = {
+        "all": _zero(),
+        "by_split": collections.defaultdict(_zero),
+        "by_method": collections.defaultdict(_zero),
+        "by_split_method": collections.defaultdict(lambda: collections.defaultdict(_zero)),
+    }
+    for e in entries:
+        _add(totals["all"], e)
+        _add(totals["by_split"][e["split"]], e)
+        _add(totals["by_method"][e["method"]], e)
+        _add(totals["by_split_method"][e["split"]][e["method"]], e)
+    return json.loads(json.dumps(totals))  # defaultdicts to plain dicts
+
+
+def build_manifest(
+    settings: FaceSettings,
+    run: dict[str, Any],
+    entries: dict[str, dict[str, Any]],
+    complete: bool,
+) -> dict[str, Any]:
+    """The manifest of a run: `run` holds what the adapter found (see module docstring)."""
+    videos = sorted(entries.values(), key=lambda e: (e["method"], e["video"]))
+    failed = [e for e in videos if e["status"] == FAILED]
+    return {
+        "stage": "faces",
+        "settings": settings.to_json(),
+        **run,
+        "complete": complete,
+        "failed_videos": len(failed),
+        "videos": videos,
+        "totals": summarize(videos),
+    }
+
+
+def write_manifest(out_dir: str, manifest: dict[str, Any]) -> None:
+    """Writes `<out_dir>/manifest.json` atomically."""
+    write_json_atomically(os.path.join(out_dir, MANIFEST), manifest)
+
+
+def log_summary(manifest: dict[str, Any]) -> None:
+    """Logs the totals per split and source, overall speed, and every failed video."""
+    logging.info("Face crops per split and source (ok/failed videos, faces, frames w/o face):")
+    for split, methods in sorted(manifest["totals"]["by_split_method"].items()):
+        for method, t in sorted(methods.items()):
+            logging.info(
+                "  %-5s %-15s %4d ok %3d failed %8d faces %6d without face",
+                split,
+                method,
+                t["ok"],
+                t["failed"],
+                t["faces"],
+                t["frames_without_face"],
+            )
+    t = manifest["totals"]["all"]
+    fps = t["frames_read"] / t["seconds"] if t["seconds"] else 0.0
+    logging.info(
+        "All: %d videos (%d failed), %d faces from %d frames, %.1f frames/s per worker.",
+        t["videos"],
+        t["failed"],
+        t["faces"],
+        t["frames_read"],
+        fps,
+    )
+    for e in manifest["videos"]:
+        if e["status"] == FAILED:
+            logging.error("Failed: %s/%s: %s", e["method"], e["video"], e["error"])
