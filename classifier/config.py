@@ -1,8 +1,15 @@
-"""Settings of the LeNet-style detector and its evaluation (paper: Adam 1e-3, 25 epochs)."""
+"""Settings of the LeNet-style detector and its evaluation (paper: Adam 1e-3, 25 epochs).
+
+Free of TensorFlow, so binaries can name the protocols in their flags cheaply.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+
+# The paper's evaluation protocols: Table 1 (known attacks), Table 2 (leave-one-out);
+# `classifier.protocols` defines them.
+PROTOCOLS: tuple[str, ...] = ("known", "loo")
 
 
 @dataclasses.dataclass(frozen=True)

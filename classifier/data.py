@@ -20,8 +20,18 @@ import tensorflow as tf
 from absl import logging
 
 from data_prep import files, likelihood_records
+from data_prep.methods import order_methods
 
 SHARD_SUFFIX = ".tfrecord"
+# LikelihoodSet field <- (likelihood-record feature, NumPy dtype), for every field but maps.
+_RECORD_COLUMNS: dict[str, tuple[str, type]] = {
+    "labels": ("label", np.int64),
+    "methods": ("method", str),
+    "videos": ("video", str),
+    "frames": ("frame", np.int64),
+    "splits": ("split", str),
+    "image_loglik": ("image_loglik", np.float32),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +120,28 @@ def available_sources(likelihoods_dir: str) -> dict[str, list[str]]:
     return found
 
 
+def _no_likelihoods(likelihoods_dir: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"No likelihood shards under {likelihoods_dir!r}: run extract_likelihoods first, "
+        "or point --likelihoods_dir at the `likelihoods` folder it wrote."
+    )
+
+
+def find_methods(likelihoods_dir: str) -> tuple[str, ...]:
+    """The manipulation methods with shards in any split, in `order_methods` order.
+
+    The methods of a run are those of its data (folders `<split>/<method>/`), not a
+    fixed list: a dataset with a fifth method gets a fifth detector and table column.
+
+    Raises:
+      FileNotFoundError: `likelihoods_dir` holds no likelihood shards at all.
+    """
+    found = available_sources(likelihoods_dir)
+    if not found:
+        raise _no_likelihoods(likelihoods_dir)
+    return order_methods(s for sources in found.values() for s in sources)
+
+
 def _find_bad_map_shard(shards: Iterable[str], map_size: int) -> str:
     for shard in shards:
         dataset = tf.data.TFRecordDataset(shard).map(likelihood_records.parse_map_features)
@@ -137,12 +169,8 @@ def _load_shards(shards: list[str], map_size: int) -> LikelihoodSet:
         parts["maps"].append(
             np.frombuffer(b"".join(raw), "<f4").reshape(len(raw), map_size, map_size)
         )
-        parts["labels"].append(batch["label"].numpy().astype(np.int64))
-        parts["methods"].append(batch["method"].numpy().astype(str))
-        parts["videos"].append(batch["video"].numpy().astype(str))
-        parts["frames"].append(batch["frame"].numpy().astype(np.int64))
-        parts["splits"].append(batch["split"].numpy().astype(str))
-        parts["image_loglik"].append(batch["image_loglik"].numpy().astype(np.float32))
+        for name, (feature, dtype) in _RECORD_COLUMNS.items():
+            parts[name].append(batch[feature].numpy().astype(dtype))
     if not parts["maps"]:
         return empty_set(map_size)
     return LikelihoodSet(**{k: np.concatenate(v) for k, v in parts.items()})
@@ -170,10 +198,7 @@ def load_likelihoods(
     """
     found = available_sources(likelihoods_dir)
     if not found:
-        raise FileNotFoundError(
-            f"No likelihood shards under {likelihoods_dir!r}: run extract_likelihoods first, "
-            "or point --likelihoods_dir at the `likelihoods` folder it wrote."
-        )
+        raise _no_likelihoods(likelihoods_dir)
     parts = []
     for split in sorted(found) if splits is None else splits:
         for source in found.get(split, []):
@@ -184,9 +209,3 @@ def load_likelihoods(
     data = concatenate(parts, map_size)
     logging.info("Loaded %d likelihood maps from %s.", len(data), likelihoods_dir)
     return data
-
-
-def real_and_fake_counts(data: LikelihoodSet) -> tuple[int, int]:
-    """(real, fake) example counts."""
-    fake = int(np.sum(data.labels == 1))
-    return len(data) - fake, fake

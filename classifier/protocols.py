@@ -16,14 +16,13 @@ the train/val splits is among them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
+from classifier.config import PROTOCOLS
 from classifier.data import LikelihoodSet
-from data_prep.config import METHODS
-from data_prep.face_records import ORIGINAL
-
-PROTOCOLS: tuple[str, ...] = ("known", "loo")
+from data_prep.methods import ORIGINAL, SPLITS
 
 
 class EmptySplitError(ValueError):
@@ -51,13 +50,14 @@ class ProtocolData:
     test: LikelihoodSet
 
 
-def protocol_spec(protocol: str, method: str, pool: tuple[str, ...] = METHODS) -> ProtocolSpec:
+def protocol_spec(protocol: str, method: str, pool: Sequence[str]) -> ProtocolSpec:
     """The sources of each split for `protocol` and the method under test.
 
     Args:
       protocol: "known" or "loo".
       method: the method X of the Table column.
-      pool: all manipulation methods of the study (LOO trains on pool minus X).
+      pool: all manipulation methods of the study, as found in the data (LOO trains
+        on pool minus X).
 
     Raises:
       ValueError: unknown protocol, or X not in the pool.
@@ -106,7 +106,7 @@ def build_protocol_data(data: LikelihoodSet, spec: ProtocolSpec) -> ProtocolData
       EmptySplitError: a split lacks real or fake examples (e.g. a method missing).
     """
     parts = {}
-    for split in ("train", "val", "test"):
+    for split in SPLITS:
         parts[split] = select(data, split, getattr(spec, f"{split}_sources"))
         _require_both_classes(parts[split], split, spec)
     result = ProtocolData(spec=spec, **parts)

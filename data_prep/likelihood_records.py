@@ -63,6 +63,11 @@ def serialize_likelihood(face: FaceExample, loglik_map: np.ndarray, image_loglik
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
+# The face-crop features a reader of maps can leave out: the crop itself.
+IMAGE_FIELDS: tuple[str, ...] = ("image", "image_size")
+# The image log-likelihood and the map size alone: enough for summaries and histograms.
+IMAGE_LOGLIK_FIELDS: tuple[str, ...] = ("image_loglik", "map_size")
+
 LIKELIHOOD_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
     **face_records.FACE_FEATURE_SPEC,
     "loglik_map": tf.io.FixedLenFeature([], tf.string),
@@ -72,7 +77,10 @@ LIKELIHOOD_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
 
 # Everything but the image: what the detector needs, cheaper to parse in bulk.
 MAP_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
-    k: v for k, v in LIKELIHOOD_FEATURE_SPEC.items() if k not in ("image", "image_size")
+    k: v for k, v in LIKELIHOOD_FEATURE_SPEC.items() if k not in IMAGE_FIELDS
+}
+IMAGE_LOGLIK_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
+    k: LIKELIHOOD_FEATURE_SPEC[k] for k in IMAGE_LOGLIK_FIELDS
 }
 
 
@@ -106,6 +114,11 @@ def parse_map_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     metadata and `image_loglik`. Batchable whatever the map sizes.
     """
     return tf.io.parse_single_example(serialized, MAP_FEATURE_SPEC)
+
+
+def parse_image_loglik(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses only `image_loglik` float32 [] and `map_size` int64 [2] (pure; batchable)."""
+    return tf.io.parse_single_example(serialized, IMAGE_LOGLIK_FEATURE_SPEC)
 
 
 def map_from_bytes(raw: bytes, map_size: tuple[int, int]) -> np.ndarray:

@@ -1,25 +1,33 @@
 """Figures 3 and 4 of the paper from the saved likelihood maps.
 
 Usage:
-  python -m experiments.make_figures --workdir=WORKDIR
+  python -m experiments.make_figures --config=smoke --workdir=WORKDIR
 
 Writes `WORKDIR/results/fig3_loglik_histograms.png` (image log-likelihood, pristine
-vs each method, val split) and `fig4_likelihood_maps.png` (example faces and their
-likelihood maps, red = low likelihood), and refreshes `WORKDIR/results/run.json`.
-Khodabakhsh & Busch (BIOSIG 2020), Figs. 3 and 4.
+vs each method found, val split) and `fig4_likelihood_maps.png` (example faces and
+their likelihood maps, red = low likelihood), and refreshes `WORKDIR/results/run.json`.
+Library: `experiments.pipeline.figures`. Khodabakhsh & Busch (BIOSIG 2020), Figs. 3, 4.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app
 
-from experiments.pipeline import figures
-from experiments.results_main import make_main
+from experiments.cli import define_config_and_workdir
+from experiments.pipeline.workdir import Workdir
+from experiments.results_cli import make_main
 
-WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.")
-flags.mark_flag_as_required("workdir")
+CONFIG, WORKDIR = define_config_and_workdir(workdir_help="Work directory of the run.")
 
-main = make_main(figures.make_figures, WORKDIR)
+
+def build(workdir: Workdir) -> list[str]:
+    """Draws the figures; returns their paths."""
+    from experiments.pipeline import figures  # TensorFlow: only once the flags are usable
+
+    return figures.make_figures(workdir)
+
+
+main = make_main(build, CONFIG, WORKDIR)
 
 if __name__ == "__main__":
     app.run(main)

@@ -1,25 +1,34 @@
 """Tables 1 and 2 of the paper from the saved detection results, beside the paper's.
 
 Usage:
-  python -m experiments.make_tables --workdir=WORKDIR
+  python -m experiments.make_tables --config=smoke --workdir=WORKDIR
 
 Writes `WORKDIR/results/table1.{csv,md,tex}` (known attacks, with the paper's
-baselines) and `table2.{csv,md,tex}` (leave-one-out, with the average), and
-`WORKDIR/results/run.json` (configs, versions, seeds, every stage's command).
-Paper (Khodabakhsh & Busch, BIOSIG 2020): Table 2 average 95.73%.
+baselines) and `table2.{csv,md,tex}` (leave-one-out, with the average), one column per
+method of the run, and `WORKDIR/results/run.json` (configs, versions, seeds, every
+stage's command). Library: `experiments.pipeline.tables`. Paper (Khodabakhsh & Busch,
+BIOSIG 2020): Table 2 average 95.73%.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app
 
-from experiments.pipeline import tables
-from experiments.results_main import make_main
+from experiments.cli import define_config_and_workdir
+from experiments.pipeline.workdir import Workdir
+from experiments.results_cli import make_main
 
-WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.")
-flags.mark_flag_as_required("workdir")
+CONFIG, WORKDIR = define_config_and_workdir(workdir_help="Work directory of the run.")
 
-main = make_main(tables.make_tables, WORKDIR)
+
+def build(workdir: Workdir) -> list[str]:
+    """Writes the tables; returns their paths."""
+    from experiments.pipeline import tables  # TensorFlow: only once the flags are usable
+
+    return tables.make_tables(workdir)
+
+
+main = make_main(build, CONFIG, WORKDIR)
 
 if __name__ == "__main__":
     app.run(main)

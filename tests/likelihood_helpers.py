@@ -12,8 +12,9 @@ import os
 import numpy as np
 
 from data_prep import files, likelihood_records
-from data_prep.config import METHODS
-from data_prep.face_records import ORIGINAL, FaceExample
+from data_prep.face_records import FaceExample
+from data_prep.methods import FFPP_METHODS, ORIGINAL, PAPER_METHODS
+from experiments.pipeline.workdir import SHARD_SUFFIX
 
 SPLIT_VIDEOS = {"train": 6, "val": 3, "test": 3}
 _SPLIT_OFFSET = {"train": 0, "val": 100, "test": 200}
@@ -23,7 +24,7 @@ def fake_map(rng: np.random.Generator, method: str, size: int, signal: float) ->
     """A [size, size] map in nats: noise around -4, plus a low block for fakes."""
     loglik = -4.0 + rng.normal(0.0, 1.0, (size, size))
     if method != ORIGINAL:
-        k = METHODS.index(method) if method in METHODS else 0
+        k = FFPP_METHODS.index(method) if method in FFPP_METHODS else 0
         top = size // 8 + (k * size // 8) % (size // 2)
         loglik[top : top + size // 4, size // 4 : size // 2 + size // 8] -= signal
     return loglik.astype(np.float32)
@@ -31,7 +32,7 @@ def fake_map(rng: np.random.Generator, method: str, size: int, signal: float) ->
 
 def write_likelihood_tree(
     root: str,
-    sources: tuple[str, ...] = (ORIGINAL, *METHODS),
+    sources: tuple[str, ...] = (ORIGINAL, *PAPER_METHODS),
     split_videos: dict[str, int] | None = None,
     frames: int = 3,
     size: int = 64,
@@ -61,6 +62,6 @@ def write_likelihood_tree(
                     records.append(
                         likelihood_records.serialize_likelihood(face, loglik, float(loglik.sum()))
                     )
-                path = os.path.join(root, split, source, f"{video}.tfrecord")
+                path = os.path.join(root, split, source, video + SHARD_SUFFIX)
                 files.write_shard_atomically(path, records)
     return root

@@ -14,7 +14,9 @@ import pytest
 import tensorflow as tf
 
 from data_prep import face_records, files, likelihood_records
+from experiments.configs import load_config
 from experiments.pipeline import likelihoods as likelihood_extraction
+from experiments.pipeline.workdir import Workdir
 
 
 def _faces_tree(root: str, rng, videos: dict[tuple[str, str], int]) -> None:
@@ -137,8 +139,11 @@ def test_empty_faces_folder_is_a_clear_error(tmp_path):
 def test_missing_ubm_folder_is_a_clear_error(tmp_path, rng):
     _faces_tree(str(tmp_path / "faces"), rng, {("train", "original"): 1})
     with pytest.raises(FileNotFoundError, match="UBM folder.*train_ubm"):
-        likelihood_extraction.run(
-            str(tmp_path / "no_ubm"), str(tmp_path / "faces"), str(tmp_path / "work")
+        likelihood_extraction.extract_likelihoods(
+            load_config("smoke"),
+            Workdir(str(tmp_path / "work")),
+            ubm_dir=str(tmp_path / "no_ubm"),
+            faces_dir=str(tmp_path / "faces"),
         )
 
 
@@ -154,8 +159,11 @@ def test_ubm_folder_without_checkpoint_is_a_clear_error(tmp_path, rng):
     _faces_tree(str(tmp_path / "faces"), rng, {("train", "original"): 1})
     (tmp_path / "ubm").mkdir()
     with pytest.raises(FileNotFoundError, match="train_ubm"):
-        likelihood_extraction.run(
-            str(tmp_path / "ubm"), str(tmp_path / "faces"), str(tmp_path / "work")
+        likelihood_extraction.extract_likelihoods(
+            load_config("smoke"),
+            Workdir(str(tmp_path / "work")),
+            ubm_dir=str(tmp_path / "ubm"),
+            faces_dir=str(tmp_path / "faces"),
         )
     assert not os.path.exists(tmp_path / "work" / "likelihoods" / "train")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from classifier import lenet, training
 from classifier.config import DetectorConfig
@@ -44,6 +45,7 @@ def _set(rng, split: str, n: int, offset: float) -> LikelihoodSet:
     )
 
 
+@pytest.mark.slow
 def test_standardisation_is_fitted_on_training_maps_and_saved(tmp_path, rng):
     train = _set(rng, "train", 16, offset=-4.0)
     val = _set(rng, "val", 8, offset=-9.0)  # a different offset: must not leak in

@@ -20,11 +20,24 @@ from likelihood_helpers import write_likelihood_tree
 from classifier import data as data_lib
 from classifier import protocols, training
 from classifier.config import DetectorConfig
-from data_prep.config import METHODS
-from data_prep.face_records import ORIGINAL
+from data_prep.methods import ORIGINAL
+from data_prep.methods import PAPER_METHODS as METHODS
+from experiments.configs import load_config
 from experiments.pipeline import detection
+from experiments.pipeline.workdir import Workdir
 
 CONFIG = DetectorConfig(epochs=1, batch_size=16, bootstrap_samples=20)
+
+
+def _config(detector: DetectorConfig = CONFIG):
+    """The smoke experiment configuration named "test", with these detector settings."""
+    return dataclasses.replace(load_config("smoke"), name="test", detector=detector)
+
+
+def _run(tree: str, workdir, protocol: str, methods=None, detector: DetectorConfig = CONFIG):
+    return detection.run_protocol(
+        _config(detector), Workdir(str(workdir)), protocol, methods=methods, likelihoods_dir=tree
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,21 +91,22 @@ def _seen(calls, event: str, index) -> set[tuple[str, str]]:
 
 def test_protocol_specs():
     for method in METHODS:
-        loo = protocols.protocol_spec("loo", method)
+        loo = protocols.protocol_spec("loo", method, METHODS)
         assert method not in loo.train_sources and method not in loo.val_sources
         assert set(loo.train_sources) == {ORIGINAL, *METHODS} - {method}
         assert loo.test_sources == (ORIGINAL, method)
-        known = protocols.protocol_spec("known", method)
+        known = protocols.protocol_spec("known", method, METHODS)
         assert known.train_sources == known.val_sources == known.test_sources == (ORIGINAL, method)
     with pytest.raises(ValueError, match="Unknown protocol"):
-        protocols.protocol_spec("cross", "Deepfakes")
+        protocols.protocol_spec("cross", "Deepfakes", METHODS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", protocols.PROTOCOLS)
 def test_classifier_sees_only_allowed_frames(tree, tmp_path, fit_spy, protocol):
     all_data = data_lib.load_likelihoods(tree)
     index = _index(all_data)
-    summary = detection.run(tree, str(tmp_path), protocol, CONFIG, "test", methods=["Face2Face"])
+    summary = _run(tree, tmp_path, protocol, methods=["Face2Face"])
     assert summary["methods"]["Face2Face"]["status"] == "done"
 
     trained_on = _seen(fit_spy, "fit_x", index)
@@ -130,11 +144,12 @@ def test_training_refuses_test_data_by_construction(tree):
     test = protocols.select(data, "test", (ORIGINAL, "Deepfakes"))
     with pytest.raises(ValueError, match="test"):
         training.train_detector(train, test, CONFIG)  # test maps passed as "val"
-    spec = protocols.protocol_spec("loo", "Deepfakes")
+    spec = protocols.protocol_spec("loo", "Deepfakes", METHODS)
     with pytest.raises(ValueError, match="held-out method Deepfakes|not in"):
         protocols.check_training_data(train, spec, "train")
 
 
+@pytest.mark.slow
 def test_missing_method_is_recorded_and_others_run(tmp_path):
     tree = write_likelihood_tree(
         str(tmp_path / "likelihoods"),
@@ -142,9 +157,7 @@ def test_missing_method_is_recorded_and_others_run(tmp_path):
         split_videos={"train": 2, "val": 1, "test": 1},
         frames=2,
     )
-    summary = detection.run(
-        tree, str(tmp_path), "known", CONFIG, "test", methods=["Deepfakes", "NeuralTextures"]
-    )
+    summary = _run(tree, tmp_path, "known", methods=["Deepfakes", "NeuralTextures"])
     assert summary["methods"]["Deepfakes"]["status"] == "done"
     missing = summary["methods"]["NeuralTextures"]
     assert missing["status"] == "missing" and "NeuralTextures" in missing["reason"]
@@ -152,12 +165,12 @@ def test_missing_method_is_recorded_and_others_run(tmp_path):
     # A re-run skips the finished method (its metrics.json is kept untouched).
     path = tmp_path / "detection" / "known" / "Deepfakes" / "metrics.json"
     before = os.stat(path).st_mtime_ns
-    detection.run(tree, str(tmp_path), "known", CONFIG, "test", methods=["Deepfakes"])
+    _run(tree, tmp_path, "known", methods=["Deepfakes"])
     assert os.stat(path).st_mtime_ns == before
     # Other settings would mix two trainings in one table: refused.
     other = dataclasses.replace(CONFIG, epochs=2)
     with pytest.raises(ValueError, match="other settings"):
-        detection.run(tree, str(tmp_path), "known", other, "test", methods=["FaceSwap"])
+        _run(tree, tmp_path, "known", methods=["FaceSwap"], detector=other)
 
 
 def test_empty_val_split_is_a_clear_error(tmp_path):
@@ -169,7 +182,7 @@ def test_empty_val_split_is_a_clear_error(tmp_path):
     )
     data = data_lib.load_likelihoods(tree)
     with pytest.raises(protocols.EmptySplitError, match="val split has no real"):
-        protocols.build_protocol_data(data, protocols.protocol_spec("known", "Deepfakes"))
+        protocols.build_protocol_data(data, protocols.protocol_spec("known", "Deepfakes", METHODS))
 
 
 def test_mismatched_map_sizes_are_a_clear_error(tmp_path):

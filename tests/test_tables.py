@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pathlib
@@ -13,10 +14,12 @@ import pytest
 from classifier import metrics
 from classifier.config import DetectorConfig
 from data_prep import face_records, files
-from data_prep.config import METHODS
 from data_prep.files import write_json_atomically
+from data_prep.methods import PAPER_METHODS as METHODS
+from experiments.configs import load_config
 from experiments.pipeline import detection, paper_results, tables
 from experiments.pipeline import likelihoods as likelihood_extraction
+from experiments.pipeline.workdir import Workdir
 
 
 def _fake_metrics(workdir: str, protocol: str, method: str, accuracy: float, rng) -> None:
@@ -59,7 +62,7 @@ def _read_csv(path: str) -> pd.DataFrame:
 
 
 def test_tables_parse_and_hold_the_papers_numbers(workdir):
-    paths = tables.make_tables(workdir)
+    paths = tables.make_tables(Workdir(workdir))
     assert len(paths) == 6 and all(os.path.exists(p) for p in paths)
 
     t1 = _read_csv(os.path.join(workdir, "results", "table1.csv"))
@@ -92,7 +95,7 @@ def test_tables_parse_and_hold_the_papers_numbers(workdir):
 
 def test_average_over_all_four_methods(workdir, rng):
     _fake_metrics(workdir, "loo", "NeuralTextures", 0.8, rng)
-    tables.make_tables(workdir)
+    tables.make_tables(Workdir(workdir))
     t2 = _read_csv(os.path.join(workdir, "results", "table2.csv")).set_index("row")
     ours = t2.loc["This run: frame accuracy (%)"]
     values = [float(ours[c]) for c in ("DF", "F2F", "FS", "NT")]
@@ -115,10 +118,11 @@ def test_header_says_when_numbers_are_not_comparable(tmp_path):
         str(tmp_path / "faces" / "manifest.json"),
         {"ffpp_root": str(synthetic_root), "settings": {"compression": "raw"}},
     )
-    described = tables.describe_run(str(tmp_path))
+    described = tables.describe_run(Workdir(str(tmp_path)))
     assert described["generated"] and described["compression"] == "raw"
 
 
+@pytest.mark.slow
 def test_method_missing_from_the_faces_is_marked_missing_in_the_tables(tmp_path, rng):
     # Faces of originals and Deepfakes only; NeuralTextures never made it to the faces.
     faces_dir = tmp_path / "faces"
@@ -149,12 +153,14 @@ def test_method_missing_from_the_faces_is_marked_missing_in_the_tables(tmp_path,
     work = str(tmp_path / "work")
     tasks = likelihood_extraction.plan_shards(str(faces_dir), f"{work}/likelihoods")
     likelihood_extraction.extract_all(tasks, stand_in)
-    config = DetectorConfig(epochs=1, batch_size=8, bootstrap_samples=10)
-    summary = detection.run(
-        f"{work}/likelihoods", work, "known", config, "smoke", ["Deepfakes", "NeuralTextures"]
+    config = dataclasses.replace(
+        load_config("smoke"), detector=DetectorConfig(epochs=1, batch_size=8, bootstrap_samples=10)
+    )
+    summary = detection.run_protocol(
+        config, Workdir(work), "known", methods=["Deepfakes", "NeuralTextures"]
     )
     assert summary["methods"]["NeuralTextures"]["status"] == "missing"
-    tables.make_tables(work)
+    tables.make_tables(Workdir(work))
     t1 = _read_csv(f"{work}/results/table1.csv").set_index("row")
     ours = t1.loc["This run: frame accuracy (%)"]
     assert ours["NT"] == "missing" and ours["F2F"] == "missing"
@@ -165,4 +171,4 @@ def test_method_missing_from_the_faces_is_marked_missing_in_the_tables(tmp_path,
 
 def test_no_detection_results_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run run_detection"):
-        tables.make_tables(str(tmp_path))
+        tables.make_tables(Workdir(str(tmp_path)))

@@ -3,14 +3,16 @@
 For each method X (Khodabakhsh & Busch, BIOSIG 2020, Sec. 4): build the protocol's
 training, selection and test sets (`classifier.protocols`), train the LeNet-style
 detector (`classifier.training`), score val and test, and write to
-`WORKDIR/detection/<protocol>/<X>/`:
+`detection/<protocol>/<X>/` of the work directory:
 - `model.keras`: the selected model (map standardisation included);
 - `predictions.csv`: split, method, video, frame, label, score (fake probability) for
   every val and test frame;
 - `metrics.json` (written last, atomically): test and val metrics with bootstrap 95%
   intervals, counts, the training set composition, class weights, the chosen epoch.
-A method whose metrics.json exists is skipped, so a re-run continues. A method whose
-data is missing is logged and recorded as missing in `summary.json`; the others go on.
+The methods are those found in the likelihood maps (`classifier.data.find_methods`);
+leave-one-out trains on all of them but the one under test. A method whose
+metrics.json exists is skipped, so a re-run continues. A method whose data is missing
+is logged and recorded as missing in `summary.json`; the others go on.
 """
 
 from __future__ import annotations
@@ -28,22 +30,31 @@ from classifier import data as data_lib
 from classifier import metrics as metrics_lib
 from classifier import protocols, training
 from classifier.config import DetectorConfig
-from data_prep.config import METHODS
-from data_prep.face_records import ORIGINAL
-from data_prep.files import read_json, write_json_atomically
+from data_prep.files import (
+    check_writable,
+    read_json,
+    write_json_atomically,
+    write_text_atomically,
+)
+from data_prep.methods import ORIGINAL, order_methods
+from experiments.configs.base import ExperimentConfig
+from experiments.pipeline.workdir import CONFIG_FILE, Workdir
 
-DETECTION_SUBDIR = "detection"
 MODEL_FILE = "model.keras"
 PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.json"
 PREDICTION_COLUMNS = ("split", "method", "video", "frame", "label", "score")
 
 
-def protocol_dir(workdir: str, protocol: str) -> str:
-    """`WORKDIR/detection/<protocol>`."""
-    return os.path.join(workdir, DETECTION_SUBDIR, protocol)
+def finished_methods(workdir: Workdir, protocol: str) -> tuple[str, ...]:
+    """The methods of `detection/<protocol>/` whose metrics.json exists, in table order."""
+    root = workdir.protocol(protocol)
+    if not os.path.isdir(root):
+        return ()
+    return order_methods(
+        m for m in os.listdir(root) if os.path.exists(os.path.join(root, m, METRICS_FILE))
+    )
 
 
 def predictions_frame(parts: Sequence[tuple[data_lib.LikelihoodSet, np.ndarray]]) -> pd.DataFrame:
@@ -62,12 +73,6 @@ def predictions_frame(parts: Sequence[tuple[data_lib.LikelihoodSet, np.ndarray]]
         for data, scores in parts
     ]
     return pd.concat(frames, ignore_index=True)[list(PREDICTION_COLUMNS)]
-
-
-def _write_csv_atomically(frame: pd.DataFrame, path: str) -> None:
-    tmp = path + ".tmp"
-    frame.to_csv(tmp, index=False, float_format="%.6f")
-    os.replace(tmp, path)
 
 
 def run_method(
@@ -97,9 +102,10 @@ def run_method(
     # Selection is over: only now is the test split scored.
     val_scores = training.predict_scores(trained.model, split_data.val.maps, config.batch_size)
     test_scores = training.predict_scores(trained.model, split_data.test.maps, config.batch_size)
-    _write_csv_atomically(
-        predictions_frame([(split_data.val, val_scores), (split_data.test, test_scores)]),
+    predictions = predictions_frame([(split_data.val, val_scores), (split_data.test, test_scores)])
+    write_text_atomically(
         os.path.join(out_dir, PREDICTIONS_FILE),
+        predictions.to_csv(index=False, float_format="%.6f"),
     )
     evaluations = {}
     samples = {}
@@ -152,35 +158,54 @@ def run_method(
     return report
 
 
-def run(
-    likelihoods_dir: str,
-    workdir: str,
+def run_protocol(
+    config: ExperimentConfig,
+    workdir: Workdir,
     protocol: str,
-    config: DetectorConfig,
-    config_name: str,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
+    likelihoods_dir: str | None = None,
     verbose: int = 0,
 ) -> dict[str, Any]:
-    """The `run_detection` stage for one protocol and the given methods.
+    """The `run_detection` stage: one protocol, one detector per method.
+
+    Args:
+      config: the experiment configuration (its `name` and `detector` settings).
+      workdir: the run's work directory; output under `detection/<protocol>/`.
+      protocol: "known" (Table 1) or "loo" (Table 2).
+      methods: the methods to test (table columns); None: every method found in the
+        likelihood maps. A method without data is recorded as missing.
+      likelihoods_dir: the maps to read; None: the workdir's `likelihoods/`.
+      verbose: Keras fit verbosity.
 
     Returns:
-      The summary written to `WORKDIR/detection/<protocol>/summary.json`:
+      The summary written to `detection/<protocol>/summary.json`:
       {"protocol", "methods": {method: {"status": "done" | "missing", "reason"?,
       "test_frame_accuracy"?}}}.
 
     Raises:
-      ValueError: unknown protocol or method, a map of the wrong size, or finished
-        methods in the folder made with other settings.
+      ValueError: unknown protocol, an empty method list, a map of the wrong size, or
+        finished methods in the folder made with other settings.
       FileNotFoundError: no likelihood shards under `likelihoods_dir`.
+      PermissionError: the protocol folder cannot be written.
     """
     if protocol not in protocols.PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}: choose known or loo.")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}: choose from {', '.join(METHODS)}.")
-    root = protocol_dir(workdir, protocol)
-    settings = {"config": config_name, "detector": dataclasses.asdict(config)}
-    finished = [m for m in METHODS if os.path.exists(os.path.join(root, m, METRICS_FILE))]
+    likelihoods_dir = likelihoods_dir or workdir.likelihoods
+    found = data_lib.find_methods(likelihoods_dir)
+    methods = found if methods is None else tuple(methods)
+    if not methods:
+        raise ValueError("No methods to run: name at least one, or leave the list out.")
+    absent = [m for m in methods if m not in found]
+    if absent:
+        logging.warning(
+            "%s: no likelihood maps of %s (found: %s).", protocol, absent, ", ".join(found)
+        )
+    # Leave-one-out trains on every other method of the study: those of the data, and
+    # any named method, whose absence is then recorded.
+    pool = order_methods((*found, *methods))
+    root = workdir.protocol(protocol)
+    settings = {"config": config.name, "detector": dataclasses.asdict(config.detector)}
+    finished = finished_methods(workdir, protocol)
     previous = read_json(os.path.join(root, CONFIG_FILE))
     if previous and finished and {k: previous.get(k) for k in settings} != settings:
         raise ValueError(
@@ -192,7 +217,8 @@ def run(
     summary: dict[str, Any] = {"protocol": protocol, "methods": {}}
     data = None
     if todo:
-        data = data_lib.load_likelihoods(likelihoods_dir, sources=(ORIGINAL, *METHODS))
+        data = data_lib.load_likelihoods(likelihoods_dir, sources=(ORIGINAL, *pool))
+    check_writable(root)
     write_json_atomically(
         os.path.join(root, CONFIG_FILE),
         {
@@ -207,10 +233,10 @@ def run(
         if method not in todo:
             logging.info("%s/%s: metrics.json exists, skipping.", protocol, method)
         else:
-            spec = protocols.protocol_spec(protocol, method)
+            spec = protocols.protocol_spec(protocol, method, pool)
             try:
                 logging.info("%s/%s: training.", protocol, method)
-                run_method(data, spec, out_dir, config, verbose=verbose)
+                run_method(data, spec, out_dir, config.detector, verbose=verbose)
             except protocols.EmptySplitError as e:
                 logging.error("%s/%s is missing: %s", protocol, method, e)
                 summary["methods"][method] = {"status": "missing", "reason": str(e)}

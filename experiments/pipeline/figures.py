@@ -9,39 +9,44 @@ Khodabakhsh & Busch (BIOSIG 2020):
   scale and a colour bar for all maps. Where possible the columns show one target
   identity: its original video `a` and the fakes `a_*` made on it, at one frame.
 
-Reads `WORKDIR/likelihoods/<split>/<source>/*.tfrecord`; writes PNGs to
-`WORKDIR/results/`. Figures are drawn with matplotlib's object API (Agg canvas, no
+The methods are those found in the maps (`classifier.data.find_methods`). Reads
+`likelihoods/<split>/<source>/*.tfrecord` of a work directory; writes PNGs to its
+`results/`. Figures are drawn with matplotlib's object API (Agg canvas, no
 display, no global pyplot state).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from classifier import data as data_lib
 from data_prep import likelihood_records
-from data_prep.config import METHOD_ABBREVIATIONS, METHODS
-from data_prep.face_records import ORIGINAL
+from data_prep.files import atomic_path, check_writable
+from data_prep.methods import ORIGINAL, abbreviation
+from experiments.pipeline.workdir import SHARD_SUFFIX, Workdir
 
 FIG3 = "fig3_loglik_histograms.png"
 FIG4 = "fig4_likelihood_maps.png"
 SPLIT_PREFERENCE = ("val", "test", "train")  # the paper's figures use dev data
 MAP_COLORMAP = "RdYlBu"  # low (unlikely) = red, high = blue
-_LOGLIK_SPEC = {
-    "image_loglik": tf.io.FixedLenFeature([], tf.float32),
-    "method": tf.io.FixedLenFeature([], tf.string),
-}
+
+
+def _save(fig: Figure, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def _shards(likelihoods_dir: str, split: str, source: str) -> list[str]:
     folder = os.path.join(likelihoods_dir, split, source)
     if not os.path.isdir(folder):
         return []
-    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".tfrecord"))
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SHARD_SUFFIX))
 
 
 def pick_split(likelihoods_dir: str) -> str:
@@ -59,24 +64,28 @@ def pick_split(likelihoods_dir: str) -> str:
     )
 
 
-def image_logliks(likelihoods_dir: str, split: str) -> dict[str, np.ndarray]:
-    """{source: image log-likelihoods float32 [N]} of one split (sources with data)."""
+def image_logliks(
+    likelihoods_dir: str, split: str, methods: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """{source: image log-likelihoods float32 [N]} of one split (sources with data),
+    `original` first, then `methods` in their order."""
     values = {}
-    for source in (ORIGINAL, *METHODS):
+    for source in (ORIGINAL, *methods):
         shards = _shards(likelihoods_dir, split, source)
         if not shards:
             continue
-        dataset = tf.data.TFRecordDataset(shards).map(
-            lambda s: tf.io.parse_single_example(s, _LOGLIK_SPEC)
-        )
+        dataset = tf.data.TFRecordDataset(shards).map(likelihood_records.parse_image_loglik)
         parts = [b["image_loglik"].numpy() for b in dataset.batch(4096)]
         values[source] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return values
 
 
 def plot_loglik_histograms(values: dict[str, np.ndarray], split: str, path: str) -> None:
-    """Fig. 3: pristine vs each method's image log-likelihood, one panel per method."""
-    methods = [m for m in METHODS if m in values and len(values[m])]
+    """Fig. 3: pristine vs each method's image log-likelihood, one panel per method.
+
+    `values` as `image_logliks` returns it; panels follow its order.
+    """
+    methods = [m for m in values if m != ORIGINAL and len(values[m])]
     pristine = values.get(ORIGINAL, np.zeros(0))
     everything = np.concatenate([pristine, *(values[m] for m in methods)])
     bins = np.histogram_bin_edges(everything, bins=40) if everything.size else 10
@@ -92,16 +101,16 @@ def plot_loglik_histograms(values: dict[str, np.ndarray], split: str, path: str)
                 density=True,
                 alpha=0.55,
                 color="tab:red",
-                label=METHOD_ABBREVIATIONS[method],
+                label=abbreviation(method),
             )
-            ax.set_title(f"pristine vs {METHOD_ABBREVIATIONS[method]}")
+            ax.set_title(f"pristine vs {abbreviation(method)}")
         ax.set_xlabel("image log-likelihood (nats)")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(4))
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("density")
     fig.suptitle(f"Image log-likelihood under the UBM ({split} split)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
 
 
 def _read_shard(path: str) -> list[likelihood_records.LikelihoodExample]:
@@ -111,17 +120,18 @@ def _read_shard(path: str) -> list[likelihood_records.LikelihoodExample]:
 
 
 def pick_examples(
-    likelihoods_dir: str, split: str
+    likelihoods_dir: str, split: str, methods: Sequence[str]
 ) -> dict[str, likelihood_records.LikelihoodExample]:
-    """One example per source, from one target identity and frame where possible."""
+    """One example per source (`original`, then `methods` with data in `split`), from
+    one target identity and frame where possible."""
     videos = {
         source: [
-            os.path.basename(p)[: -len(".tfrecord")]
+            os.path.basename(p)[: -len(SHARD_SUFFIX)]
             for p in _shards(likelihoods_dir, split, source)
         ]
-        for source in (ORIGINAL, *METHODS)
+        for source in (ORIGINAL, *methods)
     }
-    present = [m for m in METHODS if videos[m]]
+    present = [m for m in methods if videos[m]]
     # A target identity with a fake in every method present, if there is one.
     target = next(
         (
@@ -141,7 +151,7 @@ def pick_examples(
             name = next((f for f in names if f.split("_")[0] == target), names[0])
         if name is None:
             continue
-        shard = _read_shard(os.path.join(likelihoods_dir, split, source, f"{name}.tfrecord"))
+        shard = _read_shard(os.path.join(likelihoods_dir, split, source, name + SHARD_SUFFIX))
         if not shard:
             continue
         if frame is None:
@@ -162,7 +172,7 @@ def plot_likelihood_maps(
     image = None
     for j, source in enumerate(sources):
         ex = examples[source]
-        title = "pristine" if source == ORIGINAL else METHOD_ABBREVIATIONS.get(source, source)
+        title = "pristine" if source == ORIGINAL else abbreviation(source)
         axes[0][j].imshow(ex.face.image)
         axes[0][j].set_title(f"{title}\n{ex.face.video} #{ex.face.frame}", fontsize=9)
         image = axes[1][j].imshow(ex.loglik_map, cmap=MAP_COLORMAP, vmin=vmin, vmax=vmax)
@@ -174,21 +184,22 @@ def plot_likelihood_maps(
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     bar_axes = fig.add_axes((0.91, 0.08, 0.02, 0.38))
     fig.colorbar(image, cax=bar_axes, label="log p(x_i | x_<i) (nats)")
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
 
 
-def make_figures(workdir: str) -> list[str]:
-    """Draws Fig. 3 and Fig. 4 into `WORKDIR/results/`; returns the paths.
+def make_figures(workdir: Workdir) -> list[str]:
+    """Draws Fig. 3 and Fig. 4 into `results/`; returns the paths.
 
     Raises:
       FileNotFoundError: no likelihood maps of original faces in the workdir.
+      PermissionError: `results/` cannot be written.
     """
-    likelihoods_dir = os.path.join(workdir, "likelihoods")
+    likelihoods_dir = workdir.likelihoods
     split = pick_split(likelihoods_dir)
-    out_dir = os.path.join(workdir, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    fig3 = os.path.join(out_dir, FIG3)
-    plot_loglik_histograms(image_logliks(likelihoods_dir, split), split, fig3)
-    fig4 = os.path.join(out_dir, FIG4)
-    plot_likelihood_maps(pick_examples(likelihoods_dir, split), split, fig4)
+    methods = data_lib.find_methods(likelihoods_dir)
+    check_writable(workdir.results)
+    fig3 = os.path.join(workdir.results, FIG3)
+    plot_loglik_histograms(image_logliks(likelihoods_dir, split, methods), split, fig3)
+    fig4 = os.path.join(workdir.results, FIG4)
+    plot_likelihood_maps(pick_examples(likelihoods_dir, split, methods), split, fig4)
     return [fig3, fig4]

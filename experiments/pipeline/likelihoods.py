@@ -5,10 +5,11 @@ model, trained on pristine faces, gives every pixel of a face its conditional
 log-likelihood given the pixels before it; the resulting 64x64 map (nats, RGB joint,
 EMA weights, dropout off) is what the detector classifies.
 
-Layout: every face shard `FACES/<split>/<source>/<video>.tfrecord` becomes
-`WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` with the same examples in the
-same order, each keeping every face feature and gaining `loglik_map` and
-`image_loglik` (schema: `data_prep.likelihood_records`). Crops of consecutive videos
+Layout (`experiments.pipeline.workdir`): every face shard
+`faces/<split>/<source>/<video>.tfrecord` becomes
+`likelihoods/<split>/<source>/<video>.tfrecord` with the same examples in the same
+order, each keeping every face feature and gaining `loglik_map` and `image_loglik`
+(schema: `data_prep.likelihood_records`). Crops of consecutive videos
 share full batches; each output shard is written atomically once its video is done,
 so a re-run skips finished videos and redoes at most the batch in flight.
 `config.json` (written first) records the UBM's weight fingerprint, so maps from two
@@ -31,9 +32,9 @@ from tqdm import tqdm
 
 from data_prep import face_records, files, likelihood_records
 from data_prep.files import read_json, write_json_atomically
-
-LIKELIHOODS_SUBDIR = "likelihoods"
-SHARD_SUFFIX = ".tfrecord"
+from experiments.configs.base import ExperimentConfig
+from experiments.pipeline.workdir import CONFIG_FILE, MANIFEST_FILE, SHARD_SUFFIX, Workdir
+from pixelcnn_pp import likelihood
 
 # images uint8 [N, H, W, 3] -> (maps float32 [N, H, W] nats, image log-lik float32 [N])
 LikelihoodFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -208,10 +209,6 @@ def summarize(output_dir: str) -> dict[str, Any]:
     Returns {split: {source: {"videos", "frames", "mean_image_loglik",
     "mean_bits_per_dim"}}}.
     """
-    spec = {
-        "image_loglik": tf.io.FixedLenFeature([], tf.float32),
-        "map_size": tf.io.FixedLenFeature([2], tf.int64),
-    }
     totals: dict[tuple[str, str], dict[str, float]] = collections.defaultdict(
         lambda: {"videos": 0, "frames": 0, "loglik": 0.0, "dims": 0.0}
     )
@@ -220,7 +217,7 @@ def summarize(output_dir: str) -> dict[str, Any]:
         split, source, _ = os.path.relpath(shard, output_dir).split(os.sep)
         entry = totals[(split, source)]
         entry["videos"] += 1
-        dataset = tf.data.TFRecordDataset(shard).map(lambda s: tf.io.parse_single_example(s, spec))
+        dataset = tf.data.TFRecordDataset(shard).map(likelihood_records.parse_image_loglik)
         for batch in dataset.batch(4096):
             entry["frames"] += int(batch["image_loglik"].shape[0])
             entry["loglik"] += float(tf.reduce_sum(tf.cast(batch["image_loglik"], tf.float64)))
@@ -246,7 +243,7 @@ def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
     Raises:
       ValueError: the folder already holds maps made with other UBM weights.
     """
-    path = os.path.join(output_dir, "config.json")
+    path = os.path.join(output_dir, CONFIG_FILE)
     previous = read_json(path)
     if previous and previous.get("ubm_fingerprint") != config["ubm_fingerprint"]:
         raise ValueError(
@@ -257,40 +254,52 @@ def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
     write_json_atomically(path, config)
 
 
-def run(ubm_dir: str, faces_dir: str, workdir: str, batch_size: int = 64) -> dict[str, Any]:
+def extract_likelihoods(
+    config: ExperimentConfig,
+    workdir: Workdir,
+    ubm_dir: str | None = None,
+    faces_dir: str | None = None,
+    batch_size: int = 64,
+) -> dict[str, Any]:
     """The `extract_likelihoods` stage: loads the UBM and maps every face crop.
 
     Args:
-      ubm_dir: the folder train_ubm wrote (its EMA weights are used).
-      faces_dir: the folder prepare_faces wrote (`<split>/<source>/<video>.tfrecord`).
-      workdir: the run's work directory; output goes to `WORKDIR/likelihoods/`.
+      config: the experiment configuration (its name is recorded in `config.json`).
+      workdir: the run's work directory; output goes to its `likelihoods/`.
+      ubm_dir: the folder train_ubm wrote (its EMA weights are used); None: the
+        workdir's `ubm/`.
+      faces_dir: the folder prepare_faces wrote (`<split>/<source>/<video>.tfrecord`);
+        None: the workdir's `faces/`.
       batch_size: crops per forward pass.
 
     Returns:
-      The manifest written to `WORKDIR/likelihoods/manifest.json`: the UBM and faces
-      folders, the UBM fingerprint, `shards_total`, `last_run` (what this invocation
-      did, see `extract_all`) and `counts` (per split and source, all shards).
+      The manifest written to `likelihoods/manifest.json`: the UBM and faces folders,
+      the UBM fingerprint, `shards_total`, `last_run` (what this invocation did, see
+      `extract_all`) and `counts` (per split and source, all shards).
 
     Raises:
       FileNotFoundError: no UBM checkpoint in `ubm_dir`, or no face shards.
       ValueError: bad batch size, or the output folder holds maps of another UBM.
+      PermissionError: the output folder cannot be written.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    output_dir = os.path.join(workdir, LIKELIHOODS_SUBDIR)
+    ubm_dir = ubm_dir or workdir.ubm
+    faces_dir = faces_dir or workdir.faces
+    output_dir = workdir.likelihoods
     tasks = plan_shards(faces_dir, output_dir)  # fail on bad faces before loading the UBM
     if not os.path.isdir(ubm_dir):
         raise FileNotFoundError(
             f"UBM folder {ubm_dir!r} does not exist: train the UBM first "
             "(python -m experiments.train_ubm), or point --ubm_dir at the `ubm` folder it wrote."
         )
-    from pixelcnn_pp import likelihood  # the only stage that needs the UBM code
-
+    files.check_writable(output_dir)
     model = likelihood.load_ubm(ubm_dir)
     fingerprint = model_fingerprint([np.asarray(w) for w in model.weights])
     prepare_output(
         output_dir,
         {
+            "config": config.name,
             "ubm_dir": ubm_dir,
             "ubm_fingerprint": fingerprint,
             "faces_dir": faces_dir,
@@ -312,5 +321,5 @@ def run(ubm_dir: str, faces_dir: str, workdir: str, batch_size: int = 64) -> dic
         "last_run": stats,  # this invocation; `counts` covers every finished shard
         "counts": summarize(output_dir),
     }
-    write_json_atomically(os.path.join(output_dir, "manifest.json"), manifest)
+    write_json_atomically(os.path.join(output_dir, MANIFEST_FILE), manifest)
     return manifest

@@ -1,10 +1,11 @@
 """The run record: every stage's command line, and `results/run.json` built from them.
 
 Each binary calls `record_command(workdir)` once its flags are parsed; this appends
-one JSON line (stage, command, time) to `WORKDIR/commands.jsonl`. `write_run_json`
-collects those commands with the configurations each stage saved in its own folder,
-the seeds and the library versions into `WORKDIR/results/run.json`, so a table can
-be traced to the exact commands that made it (architecture.md, convention 6).
+one JSON line (stage, command, time) to the work directory's `commands.jsonl`.
+`write_run_json` collects those commands with the configurations each stage saved in
+its own folder, the seeds and the library versions into `results/run.json`, so a
+table can be traced to the exact commands that made it (architecture.md, convention 6).
+Paths come from `experiments.pipeline.workdir`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from data_prep.files import read_json, write_json_atomically
-
-COMMANDS_FILE = "commands.jsonl"
-RUN_JSON = os.path.join("results", "run.json")
+from experiments.pipeline.workdir import (
+    CONFIG_FILE,
+    DETECTION,
+    FACES,
+    LIKELIHOODS,
+    MANIFEST_FILE,
+    UBM,
+    Workdir,
+)
 
 # Distribution names of the libraries whose versions change results.
 _LIBRARIES = (
@@ -37,14 +44,20 @@ _LIBRARIES = (
     "absl-py",
 )
 
-# Stage folders and the files in which each records its configuration.
+_FACES_MANIFEST = f"{FACES}/{MANIFEST_FILE}"
+# Stages and the files (relative to the workdir) in which each records its configuration;
+# these are also the keys of `configs` in run.json.
 _STAGE_CONFIGS = {
-    "faces": ("faces/manifest.json",),
-    "ubm": ("ubm/config.json",),
-    "likelihoods": ("likelihoods/config.json", "likelihoods/manifest.json"),
-    "detection_known": ("detection/known/config.json",),
-    "detection_loo": ("detection/loo/config.json",),
+    FACES: (_FACES_MANIFEST,),
+    UBM: (f"{UBM}/{CONFIG_FILE}",),
+    LIKELIHOODS: (f"{LIKELIHOODS}/{CONFIG_FILE}", f"{LIKELIHOODS}/{MANIFEST_FILE}"),
+    f"{DETECTION}_known": (f"{DETECTION}/known/{CONFIG_FILE}",),
+    f"{DETECTION}_loo": (f"{DETECTION}/loo/{CONFIG_FILE}",),
 }
+
+
+def _layout(workdir: Workdir | str) -> Workdir:
+    return Workdir(workdir) if isinstance(workdir, str) else workdir
 
 
 def _stage_name(program: str) -> str:
@@ -53,11 +66,11 @@ def _stage_name(program: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def record_command(workdir: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Appends the command line of the running stage to `WORKDIR/commands.jsonl`.
+def record_command(workdir: Workdir | str, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Appends the command line of the running stage to the workdir's `commands.jsonl`.
 
     Args:
-      workdir: the run's work directory (created if absent).
+      workdir: the run's work directory (a layout or its root; created if absent).
       argv: the program and its arguments; `sys.argv` by default. The program may be
         a path (`.../experiments/run_detection.py`) or a module name.
 
@@ -72,16 +85,17 @@ def record_command(workdir: str, argv: Sequence[str] | None = None) -> dict[str,
         "command": shlex.join(["python", "-m", f"experiments.{stage}", *argv[1:]]),
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    os.makedirs(workdir, exist_ok=True)
+    workdir = _layout(workdir)
+    os.makedirs(workdir.root, exist_ok=True)
     # One short line per append: concurrent stages never interleave within a line.
-    with open(os.path.join(workdir, COMMANDS_FILE), "a") as f:
+    with open(workdir.commands, "a") as f:
         f.write(json.dumps(entry) + "\n")
     return entry
 
 
-def read_commands(workdir: str) -> list[dict[str, Any]]:
+def read_commands(workdir: Workdir) -> list[dict[str, Any]]:
     """Every recorded command of the run, oldest first (empty when none)."""
-    path = os.path.join(workdir, COMMANDS_FILE)
+    path = workdir.commands
     if not os.path.exists(path):
         return []
     entries = []
@@ -120,19 +134,19 @@ def _find_seeds(obj: Any, prefix: str = "") -> dict[str, Any]:
     return seeds
 
 
-def _stage_configs(workdir: str) -> dict[str, dict[str, Any] | None]:
+def _stage_configs(workdir: Workdir) -> dict[str, dict[str, Any] | None]:
     """{stage: {file: content} or None}; the faces manifest without its per-video list."""
     from data_prep.synthetic import MARKER  # the generated dataset's settings file
 
     configs: dict[str, dict[str, Any] | None] = {}
     for stage, paths in _STAGE_CONFIGS.items():
-        found = {p: read_json(os.path.join(workdir, p)) for p in paths}
+        found = {p: read_json(os.path.join(workdir.root, p)) for p in paths}
         found = {p: v for p, v in found.items() if v is not None}
         for content in found.values():
             if isinstance(content, dict):
                 content.pop("videos", None)  # one entry per video: thousands on FF++
         configs[stage] = found or None
-    faces = (configs.get("faces") or {}).get("faces/manifest.json") or {}
+    faces = (configs.get(FACES) or {}).get(_FACES_MANIFEST) or {}
     root = faces.get("ffpp_root")
     synthetic = read_json(os.path.join(root, MARKER)) if root else None
     configs["synthetic_dataset"] = (
@@ -141,8 +155,8 @@ def _stage_configs(workdir: str) -> dict[str, dict[str, Any] | None]:
     return configs
 
 
-def write_run_json(workdir: str) -> str:
-    """(Re)builds `WORKDIR/results/run.json` from the files the stages saved.
+def write_run_json(workdir: Workdir) -> str:
+    """(Re)builds `results/run.json` from the files the stages saved.
 
     Holds: `configs` (per stage, its saved configuration or manifest, null where the
     stage has not run), `seeds` (every `seed` in them, keyed `<stage>.<path>`),
@@ -155,13 +169,12 @@ def write_run_json(workdir: str) -> str:
         for content in (files or {}).values():
             seeds.update(_find_seeds(content, stage))
     run = {
-        "workdir": workdir,
+        "workdir": workdir.root,
         "configs": configs,
         "seeds": seeds,
         "versions": library_versions(),
         "platform": platform.platform(),
         "commands": read_commands(workdir),
     }
-    path = os.path.join(workdir, RUN_JSON)
-    write_json_atomically(path, run)
-    return path
+    write_json_atomically(workdir.run_json, run)
+    return workdir.run_json

@@ -1,12 +1,14 @@
 """Tables 1 and 2 of the paper, rebuilt from saved detection results.
 
-Reads `WORKDIR/detection/{known,loo}/<method>/metrics.json` (and the stage configs
-and manifests for the header) and writes `WORKDIR/results/table{1,2}.{csv,md,tex}`
-in the layout of Khodabakhsh & Busch (BIOSIG 2020): one column per method (DF, F2F,
-FS, NT; Table 2 adds the average), frame accuracy in % at a 0.5 threshold on the test
-split. Our value carries its 95% bootstrap interval over videos, the paper's value
-sits beside it with the difference (ours - paper, percentage points), and Table 1
-lists the paper's baselines too. Extra rows give our frame AUC, EER and video-level
+Reads `detection/{known,loo}/<method>/metrics.json` (and the stage configs and
+manifests for the header) of a work directory and writes `results/table{1,2}.{csv,md,tex}`
+in the layout of Khodabakhsh & Busch (BIOSIG 2020): one column per method (the
+paper's DF, F2F, FS, NT, then any other method found in the run's likelihood maps or
+detection results; Table 2 adds the average), frame accuracy in % at a 0.5 threshold
+on the test split. Our value carries its 95% bootstrap interval over videos, the
+paper's value sits beside it with the difference (ours - paper, percentage points),
+and Table 1 lists the paper's baselines too; a number the paper does not give (a
+method it did not study) is `n/a`. Extra rows give our frame AUC, EER and video-level
 accuracy and AUC. A method without results is marked `missing`, with the reason.
 
 The first line of each file names the dataset, compression and configuration; for a
@@ -18,17 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from data_prep.config import METHOD_ABBREVIATIONS, METHODS
-from data_prep.files import read_json
+from classifier import data as data_lib
+from classifier.protocols import PROTOCOLS
+from data_prep.files import check_writable, read_json, write_text_atomically
+from data_prep.methods import PAPER_METHODS, abbreviation, order_methods
 from experiments.configs import CONFIG_NAMES, load_config
 from experiments.pipeline import detection, paper_results
+from experiments.pipeline.workdir import CONFIG_FILE, DETECTION, MANIFEST_FILE, Workdir
 
-RESULTS_SUBDIR = "results"
 MISSING = "missing"
+NOT_APPLICABLE = "n/a"
 OURS = "This run"
 EXTRA_METRICS = (
     ("frame_auc", "frame AUC (%)"),
@@ -40,11 +46,16 @@ EXTRA_METRICS = (
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One table cell: a value in %, optionally with a 95% interval, or missing."""
+    """One table cell: a value in %, optionally with a 95% interval, or a placeholder.
+
+    Without a value the cell shows `placeholder`: MISSING (no result of this run) or
+    NOT_APPLICABLE (a number the paper does not give).
+    """
 
     value: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    placeholder: str = MISSING
 
     @property
     def missing(self) -> bool:
@@ -52,10 +63,13 @@ class Cell:
 
     def text(self, digits: int = 2) -> str:
         if self.value is None:
-            return MISSING
+            return self.placeholder
         if self.ci_low is None or self.ci_high is None or np.isnan(self.ci_low):
             return f"{self.value:.{digits}f}"
         return f"{self.value:.{digits}f} [{self.ci_low:.1f}, {self.ci_high:.1f}]"
+
+
+_NOT_GIVEN = Cell(placeholder=NOT_APPLICABLE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +86,18 @@ class Table:
 # --- what the run was ----------------------------------------------------------------
 
 
-def describe_run(workdir: str) -> dict[str, Any]:
+def describe_run(workdir: Workdir) -> dict[str, Any]:
     """Dataset, compression and configs of the run, from the files its stages saved.
 
     Returns {"dataset", "generated" (bool), "compression", "config", "smoke" (bool)}.
     """
-    faces = read_json(os.path.join(workdir, "faces", "manifest.json")) or {}
+    faces = read_json(os.path.join(workdir.faces, MANIFEST_FILE)) or {}
     ffpp_root = faces.get("ffpp_root")
     generated = bool(ffpp_root) and _is_generated(ffpp_root)
     compression = (faces.get("settings") or {}).get("compression", "unknown")
     names = []
-    for protocol in ("known", "loo"):
-        config = read_json(os.path.join(detection.protocol_dir(workdir, protocol), "config.json"))
+    for protocol in PROTOCOLS:
+        config = read_json(os.path.join(workdir.protocol(protocol), CONFIG_FILE))
         if config and config.get("config") not in names:
             names.append(config.get("config"))
     smoke = any(load_config(n).smoke for n in names if n in CONFIG_NAMES)
@@ -126,15 +140,36 @@ def header_line(info: dict[str, Any]) -> str:
     return line
 
 
+def table_methods(workdir: Workdir) -> tuple[str, ...]:
+    """The methods the tables show, in `order_methods` order.
+
+    The paper's four (its rows have their numbers), and every other method the run
+    found: folders of `likelihoods/`, detector folders under `detection/<protocol>/`
+    and the methods each protocol's `summary.json` names.
+    """
+    found = list(PAPER_METHODS)
+    for sources in data_lib.available_sources(workdir.likelihoods).values():
+        found += sources
+    for protocol in PROTOCOLS:
+        root = workdir.protocol(protocol)
+        if os.path.isdir(root):
+            found += [m for m in os.listdir(root) if os.path.isdir(os.path.join(root, m))]
+        summary = read_json(os.path.join(root, detection.SUMMARY_FILE)) or {}
+        found += list(summary.get("methods", {}))
+    return order_methods(found)
+
+
 # --- cells from saved results --------------------------------------------------------
 
 
-def load_results(workdir: str, protocol: str) -> tuple[dict[str, dict | None], dict[str, str]]:
+def load_results(
+    workdir: Workdir, protocol: str, methods: Sequence[str]
+) -> tuple[dict[str, dict | None], dict[str, str]]:
     """({method: metrics.json or None}, {method: reason it is missing})."""
-    root = detection.protocol_dir(workdir, protocol)
+    root = workdir.protocol(protocol)
     summary = read_json(os.path.join(root, detection.SUMMARY_FILE)) or {"methods": {}}
     results, reasons = {}, {}
-    for method in METHODS:
+    for method in methods:
         results[method] = read_json(os.path.join(root, method, detection.METRICS_FILE))
         if results[method] is None:
             entry = summary["methods"].get(method, {})
@@ -154,24 +189,26 @@ def _metric_cell(report: dict | None, metric: str) -> Cell:
 
 
 def _ours_row(results: dict[str, dict | None], metric: str) -> dict[str, Cell]:
-    return {METHOD_ABBREVIATIONS[m]: _metric_cell(results[m], metric) for m in METHODS}
+    return {abbreviation(m): _metric_cell(report, metric) for m, report in results.items()}
 
 
-def _paper_row(values: dict[str, float]) -> dict[str, Cell]:
-    return {k: Cell(v) for k, v in values.items()}
+def _paper_row(values: dict[str, float], columns: Sequence[str]) -> dict[str, Cell]:
+    return {c: Cell(values[c]) if c in values else _NOT_GIVEN for c in columns}
 
 
-def _difference_row(ours: dict[str, Cell], paper: dict[str, float]) -> dict[str, Cell]:
+def _difference_row(ours: dict[str, Cell], paper: dict[str, Cell]) -> dict[str, Cell]:
     return {
-        k: Cell() if ours[k].missing else Cell(round(ours[k].value - v, 10))
-        for k, v in paper.items()
+        c: _NOT_GIVEN
+        if p.missing
+        else (Cell() if ours[c].missing else Cell(round(ours[c].value - p.value, 10)))
+        for c, p in paper.items()
     }
 
 
 def _average_cell(results: dict[str, dict | None]) -> Cell:
-    """Mean test frame accuracy over the four methods, its interval from the methods'
+    """Mean test frame accuracy over the methods, its interval from the methods'
     independent bootstrap replicates averaged index by index."""
-    reports = [results[m] for m in METHODS]
+    reports = list(results.values())
     if any(r is None for r in reports):
         return Cell()
     value = 100.0 * float(np.mean([r["test"]["frame_accuracy"]["value"] for r in reports]))
@@ -185,7 +222,25 @@ def _average_cell(results: dict[str, dict | None]) -> Cell:
 
 
 def _missing_notes(reasons: dict[str, str]) -> list[str]:
-    return [f"{METHOD_ABBREVIATIONS[m]} missing: {r}" for m, r in reasons.items()]
+    return [f"{abbreviation(m)} missing: {r}" for m, r in reasons.items()]
+
+
+def _not_given_notes(methods: Sequence[str], average: bool) -> list[str]:
+    """What `n/a` means, where a method of the run is not one of the paper's."""
+    others = [abbreviation(m) for m in methods if m not in PAPER_METHODS]
+    if not others:
+        return []
+    note = f"n/a: the paper gives no number for {', '.join(others)}"
+    if average:
+        note += f", nor an average over these {_number(len(methods))} methods"
+    return [note + "."]
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _number(n: int) -> str:
+    return _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else str(n)
 
 
 _ACCURACY_NOTE = (
@@ -194,38 +249,48 @@ _ACCURACY_NOTE = (
 )
 
 
-def table1(workdir: str, header: str) -> Table:
-    """Table 1 (known attacks) from `WORKDIR/detection/known`."""
-    results, reasons = load_results(workdir, "known")
+def table1(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
+    """Table 1 (known attacks) from `detection/known`, one column per method."""
+    results, reasons = load_results(workdir, "known", methods)
+    columns = tuple(abbreviation(m) for m in methods)
     ours = _ours_row(results, "frame_accuracy")
+    paper = _paper_row(paper_results.TABLE1_PAPER, columns)
     rows = [
-        (f"{name} (FF++, quoted in paper)", _paper_row(values))
+        (f"{name} (FF++, quoted in paper)", _paper_row(values, columns))
         for name, values in paper_results.TABLE1_BASELINES
     ]
     rows += [
-        (paper_results.PAPER_METHOD, _paper_row(paper_results.TABLE1_PAPER)),
+        (paper_results.PAPER_METHOD, paper),
         (f"{OURS}: frame accuracy (%)", ours),
-        ("Difference (this run - paper)", _difference_row(ours, paper_results.TABLE1_PAPER)),
+        ("Difference (this run - paper)", _difference_row(ours, paper)),
     ]
     rows += [(f"{OURS}: {label}", _ours_row(results, m)) for m, label in EXTRA_METRICS]
     return Table(
         name="table1",
         header=header,
-        columns=paper_results.COLUMNS,
+        columns=columns,
         rows=tuple(rows),
         notes=(
             "Table 1: known attacks (train and test on real + the column's method).",
             _ACCURACY_NOTE,
+            *_not_given_notes(methods, average=False),
             *_missing_notes(reasons),
         ),
     )
 
 
-def table2(workdir: str, header: str) -> Table:
-    """Table 2 (leave-one-out) from `WORKDIR/detection/loo`, with the average column."""
-    results, reasons = load_results(workdir, "loo")
-    columns = (*paper_results.COLUMNS, "Avg")
-    paper = {**paper_results.TABLE2_PAPER, "Avg": paper_results.TABLE2_PAPER_AVG}
+def table2(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
+    """Table 2 (leave-one-out) from `detection/loo`, with the average column.
+
+    The paper's average is over its four methods; beside another set of methods it
+    is `n/a`.
+    """
+    results, reasons = load_results(workdir, "loo", methods)
+    columns = (*(abbreviation(m) for m in methods), "Avg")
+    paper_values = dict(paper_results.TABLE2_PAPER)
+    if tuple(methods) == PAPER_METHODS:
+        paper_values["Avg"] = paper_results.TABLE2_PAPER_AVG
+    paper = _paper_row(paper_values, columns)
     ours = {**_ours_row(results, "frame_accuracy"), "Avg": _average_cell(results)}
     extra = []
     for metric, label in EXTRA_METRICS:
@@ -234,21 +299,23 @@ def table2(workdir: str, header: str) -> Table:
         row["Avg"] = Cell(float(np.mean([c.value for c in row.values()]))) if complete else Cell()
         extra.append((f"{OURS}: {label}", row))
     rows = (
-        (paper_results.PAPER_METHOD, _paper_row(paper)),
+        (paper_results.PAPER_METHOD, paper),
         (f"{OURS}: frame accuracy (%)", ours),
         ("Difference (this run - paper)", _difference_row(ours, paper)),
         *extra,
     )
+    others = _number(len(methods) - 1)
     return Table(
         name="table2",
         header=header,
         columns=columns,
         rows=rows,
         notes=(
-            "Table 2: unseen attacks, leave-one-out (train on real + the other three "
+            f"Table 2: unseen attacks, leave-one-out (train on real + the other {others} "
             "methods, test on real + the column's method).",
             _ACCURACY_NOTE,
-            "Avg interval: the four methods' bootstrap replicates averaged.",
+            f"Avg interval: the {_number(len(methods))} methods' bootstrap replicates averaged.",
+            *_not_given_notes(methods, average=True),
             *_missing_notes(reasons),
         ),
     )
@@ -268,7 +335,7 @@ def to_csv(table: Table) -> str:
         for c in table.columns:
             cell = cells[c]
             if cell.missing:
-                fields += [MISSING, "", ""]
+                fields += [cell.placeholder, "", ""]
             else:
                 fields += [f"{cell.value:.4f}", _num(cell.ci_low), _num(cell.ci_high)]
         lines.append(",".join(fields))
@@ -326,31 +393,25 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def make_tables(workdir: str) -> list[str]:
-    """Writes Tables 1 and 2 as csv, md and tex under `WORKDIR/results`; returns paths.
+def make_tables(workdir: Workdir) -> list[str]:
+    """Writes Tables 1 and 2 as csv, md and tex under `results/`; returns the paths.
 
     Raises:
-      FileNotFoundError: no detection results at all under `WORKDIR/detection`.
+      FileNotFoundError: no detection results at all under `detection/`.
+      PermissionError: `results/` cannot be written.
     """
-    if not os.path.isdir(os.path.join(workdir, detection.DETECTION_SUBDIR)):
+    if not os.path.isdir(workdir.detection):
         raise FileNotFoundError(
-            f"No detection results in {workdir!r} (no detection/ folder): run run_detection "
-            "--protocol=known and --protocol=loo first, or check --workdir."
+            f"No detection results in {workdir.root!r} (no {DETECTION}/ folder): run "
+            "run_detection --protocol=known and --protocol=loo first, or check --workdir."
         )
     header = header_line(describe_run(workdir))
-    out_dir = os.path.join(workdir, RESULTS_SUBDIR)
-    os.makedirs(out_dir, exist_ok=True)
+    methods = table_methods(workdir)
+    check_writable(workdir.results)
     paths = []
-    for table in (table1(workdir, header), table2(workdir, header)):
+    for table in (table1(workdir, header, methods), table2(workdir, header, methods)):
         for ext, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
-            path = os.path.join(out_dir, f"{table.name}.{ext}")
-            _write_text(path, render(table))
+            path = os.path.join(workdir.results, f"{table.name}.{ext}")
+            write_text_atomically(path, render(table))
             paths.append(path)
     return paths
