@@ -1,1 +1,2 @@
-"""FaceForensics++ layout, splits, dlib face crops, TFRecord schemas, synthetic data."""
+"""Data preparation: dataset adapters (FF++, generated), splits, frames, dlib face crops,
+the face stage with its journal and manifest, TFRecord schemas, the generated dataset."""
