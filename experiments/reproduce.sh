@@ -30,16 +30,7 @@ die() {
 }
 log() { echo "[reproduce $(date +%H:%M:%S)] $*" >&2; }
 
-# A value of the chosen configuration, e.g. `cfg ubm.max_steps`.
-cfg() {
-  "$PYTHON" -c "import sys; from experiments.configs import load_config
-c = load_config(sys.argv[1])
-for part in sys.argv[2].split('.'):
-    c = getattr(c, part)
-print(','.join(c) if isinstance(c, tuple) else c)" "$CONFIG" "$1"
-}
-
-"$PYTHON" -c "from experiments.configs import load_config; load_config('$CONFIG')" 2>/dev/null \
+[ -f "experiments/configs/$CONFIG.py" ] && [ "$CONFIG" != base ] && [ "$CONFIG" != __init__ ] \
   || die "unknown CONFIG='$CONFIG': use CONFIG=smoke or CONFIG=paper (experiments/configs/)."
 case "$COMPRESSION" in raw | c23 | c40) ;; *) die "COMPRESSION must be raw, c23 or c40, got '$COMPRESSION'." ;; esac
 
@@ -53,33 +44,23 @@ fi
 mkdir -p "$WORKDIR"
 START=$(date +%s)
 log "config=$CONFIG compression=$COMPRESSION workdir=$WORKDIR"
+# Every binary reads the configuration and records its own command line.
+COMMON=(--config="$CONFIG" --workdir="$WORKDIR")
 
-# Records a stage's command line for results/run.json (binaries without --workdir).
-record() { "$PYTHON" -c "import sys; from experiments.pipeline import run_log
-run_log.record_command(sys.argv[1], sys.argv[2:])" "$WORKDIR" "$@"; }
-
-# 0. The data: FF++, or a generated miniature in its layout.
+# 0-1. The data and its face crops (resume per video): FF++, or a generated miniature
+# in its layout (make_synthetic_ffpp keeps a complete one as it is).
 if [ -z "$FFPP_ROOT" ]; then
   [ -z "$SPLITS_DIR" ] || log "SPLITS_DIR is ignored without FFPP_ROOT (the generated dataset has its own)."
-  FFPP_ROOT="$WORKDIR/synthetic_ffpp"
-  SPLITS_DIR="$FFPP_ROOT/splits"
-  if [ -f "$FFPP_ROOT/synthetic.json" ]; then
-    log "stage 0/6: generated dataset already in $FFPP_ROOT"
-  else
-    log "stage 0/6: generating the FF++-layout dataset into $FFPP_ROOT"
-    SYNTH=(--out="$FFPP_ROOT" --identities="$(cfg synthetic.identities)"
-      --frames="$(cfg synthetic.frames)" --seed="$(cfg synthetic.seed)")
-    record make_synthetic_ffpp "${SYNTH[@]}"
-    "$PYTHON" -m experiments.make_synthetic_ffpp "${SYNTH[@]}"
-  fi
+  [ "$COMPRESSION" = raw ] || log "COMPRESSION is ignored without FFPP_ROOT (the generated dataset is raw)."
+  log "stage 0/6: the generated FF++-layout dataset"
+  "$PYTHON" -m experiments.make_synthetic_ffpp "${COMMON[@]}"
+  DATASET=(--dataset=generated)
+else
+  DATASET=(--dataset=ffpp --dataset_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR" --compression="$COMPRESSION")
 fi
-
-# 1. Face crops (resumes per video).
 log "stage 1/6: face crops"
-"$PYTHON" -m experiments.prepare_faces --ffpp_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR" \
-  --compression="$COMPRESSION" --methods="$(cfg faces.methods)" \
-  --frames_per_video="$(cfg faces.frames_per_video)" --detection="$(cfg faces.detection)" \
-  --workers="$WORKERS" --workdir="$WORKDIR" || faces_status=$?
+"$PYTHON" -m experiments.prepare_faces "${COMMON[@]}" --workers="$WORKERS" "${DATASET[@]}" \
+  || faces_status=$?
 # 3: the stage ran, but some videos failed or folders were missing; go on with the rest
 # (the tables mark a method without data as missing). Anything else stops here.
 case "${faces_status:-0}" in
@@ -90,27 +71,23 @@ esac
 
 # 2. The UBM on pristine training crops (resumes from its last checkpoint).
 log "stage 2/6: UBM (PixelCNN++) on pristine training faces"
-"$PYTHON" -m experiments.train_ubm --config="$CONFIG" --workdir="$WORKDIR" \
-  --train_data="$WORKDIR/faces/train/original/*.tfrecord" \
-  --val_data="$WORKDIR/faces/val/original/*.tfrecord"
+"$PYTHON" -m experiments.train_ubm "${COMMON[@]}"
 
 # 3. Likelihood maps of every crop (skips finished videos).
 log "stage 3/6: likelihood maps"
-"$PYTHON" -m experiments.extract_likelihoods --ubm_dir="$WORKDIR/ubm" \
-  --faces_dir="$WORKDIR/faces" --workdir="$WORKDIR"
+"$PYTHON" -m experiments.extract_likelihoods "${COMMON[@]}"
 
-# 4-5. The detector, Table 1 (known attacks) and Table 2 (leave-one-out); finished
-# methods are skipped.
+# 4-5. The detector, Table 1 (known attacks) and Table 2 (leave-one-out), for every
+# method found in the maps; finished methods are skipped.
 for protocol in known loo; do
   log "stage $([ $protocol = known ] && echo 4 || echo 5)/6: detection, protocol $protocol"
-  "$PYTHON" -m experiments.run_detection --protocol="$protocol" \
-    --likelihoods_dir="$WORKDIR/likelihoods" --workdir="$WORKDIR" --config="$CONFIG"
+  "$PYTHON" -m experiments.run_detection "${COMMON[@]}" --protocol="$protocol"
 done
 
 # 6. Tables and figures from the saved results.
 log "stage 6/6: tables and figures"
-"$PYTHON" -m experiments.make_tables --workdir="$WORKDIR"
-"$PYTHON" -m experiments.make_figures --workdir="$WORKDIR"
+"$PYTHON" -m experiments.make_tables "${COMMON[@]}"
+"$PYTHON" -m experiments.make_figures "${COMMON[@]}"
 
 log "done in $(($(date +%s) - START)) s: $WORKDIR/results/"
 cat "$WORKDIR/results/table1.md" "$WORKDIR/results/table2.md"

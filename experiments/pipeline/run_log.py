@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from data_prep.datasets.generated import MARKER  # the generated dataset's settings file
 from data_prep.files import read_json, write_json_atomically
 from experiments.pipeline.workdir import (
     CONFIG_FILE,
@@ -136,8 +137,6 @@ def _find_seeds(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 def _stage_configs(workdir: Workdir) -> dict[str, dict[str, Any] | None]:
     """{stage: {file: content} or None}; the faces manifest without its per-video list."""
-    from data_prep.synthetic import MARKER  # the generated dataset's settings file
-
     configs: dict[str, dict[str, Any] | None] = {}
     for stage, paths in _STAGE_CONFIGS.items():
         found = {p: read_json(os.path.join(workdir.root, p)) for p in paths}

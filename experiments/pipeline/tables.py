@@ -27,6 +27,7 @@ import numpy as np
 
 from classifier import data as data_lib
 from classifier.protocols import PROTOCOLS
+from data_prep.datasets import generated
 from data_prep.files import check_writable, read_json, write_text_atomically
 from data_prep.methods import PAPER_METHODS, abbreviation, order_methods
 from experiments.configs import CONFIG_NAMES, load_config
@@ -117,9 +118,7 @@ def describe_run(workdir: Workdir) -> dict[str, Any]:
 
 
 def _is_generated(ffpp_root: str) -> bool:
-    from data_prep.synthetic import MARKER  # the generator's marker file
-
-    return os.path.exists(os.path.join(ffpp_root, MARKER))
+    return os.path.exists(os.path.join(ffpp_root, generated.MARKER))
 
 
 def header_line(info: dict[str, Any]) -> str:
