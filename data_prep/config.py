@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from data_prep.methods import PAPER_METHODS, abbreviation
+from data_prep.methods import PAPER_METHODS
 
 # deprecated alias, removed once no caller is left
 METHODS: tuple[str, ...] = PAPER_METHODS
-# deprecated alias, removed once no caller is left
-METHOD_ABBREVIATIONS: dict[str, str] = {m: abbreviation(m) for m in PAPER_METHODS}
 
 
 @dataclasses.dataclass(frozen=True)
