@@ -23,22 +23,24 @@ from absl import app, flags, logging
 
 from experiments import cli
 from experiments.pipeline import run_log
+from experiments.pipeline.workdir import Workdir
 from pixelcnn_pp.config import STRATEGIES, UBMConfig, validate_config
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     default_config=None, workdir_help="Work directory; the UBM goes to WORKDIR/ubm."
 )
+_EXAMPLE = Workdir("WORKDIR")
 TRAIN_DATA = flags.DEFINE_string(
     "train_data",
     None,
-    "Glob of pristine training face-crop TFRecords (default: the workdir's "
-    "faces/train/original shards).",
+    "Glob of pristine training face-crop TFRecords (default: "
+    f"{_EXAMPLE.face_shards('train', 'original')}).",
 )
 VAL_DATA = flags.DEFINE_string(
     "val_data",
     None,
-    "Glob of validation face-crop TFRecords (default: the workdir's faces/val/original "
-    "shards; an empty value trains without validation).",
+    f"Glob of validation face-crop TFRecords (default: {_EXAMPLE.face_shards('val', 'original')}"
+    "; an empty value trains without validation).",
 )
 STRATEGY = flags.DEFINE_string(
     "strategy", "default", f"tf.distribute strategy: one of {', '.join(STRATEGIES)}."

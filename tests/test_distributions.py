@@ -144,6 +144,7 @@ def test_colour_coupling_uses_true_red_and_green():
     np.testing.assert_allclose(got, numpy_pixel_log_likelihood(x, params)[0, 0], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_probabilities_of_all_rgb_values_sum_to_one(rng):
     # Components from narrow (about one bin) to wide, with strong colour coupling.
     m = 4

@@ -10,7 +10,7 @@ from pixelcnn_pp.model import PixelCNNpp
 
 @pytest.mark.parametrize(
     "nr_resnet, nr_filters, nr_logistic_mix, size, batch",
-    [(1, 8, 2, 16, 2), (2, 12, 10, 32, 1)],
+    [(1, 8, 2, 16, 2), pytest.param(2, 12, 10, 32, 1, marks=pytest.mark.slow)],
 )
 def test_graph_count_equals_architecture_formula(
     nr_resnet, nr_filters, nr_logistic_mix, size, batch

@@ -37,6 +37,7 @@ def _dependency_matrix(model, height, width, rng):
     return np.abs(grad).sum(axis=-1).reshape(n, n) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("height,width", [(8, 8), (8, 12)])
 def test_fresh_model_is_causal(rng, height, width):
     # Freshly built, untrained, no data-dependent init: causality must hold from the start.
@@ -99,7 +100,10 @@ def reference_parameter_count(nr_resnet, nr_filters, nr_mix, colours=3):
     return total + nin(f, 10 * nr_mix)
 
 
-@pytest.mark.parametrize("nr_resnet,nr_filters,expected", [(1, 32, 578_760), (5, 160, 53_659_080)])
+@pytest.mark.parametrize(
+    "nr_resnet,nr_filters,expected",
+    [(1, 32, 578_760), pytest.param(5, 160, 53_659_080, marks=pytest.mark.slow)],
+)
 def test_parameter_count_matches_reference_code(nr_resnet, nr_filters, expected):
     assert reference_parameter_count(nr_resnet, nr_filters, 10) == expected
     model = PixelCNNpp(nr_resnet=nr_resnet, nr_filters=nr_filters, nr_logistic_mix=10)
@@ -164,6 +168,7 @@ def test_model_data_dependent_init(rng):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_save_and_reload_give_identical_maps(rng, tmp_path):
     config = dict(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, dropout_rate=0.5)
     x = _images(rng, 2, 8, 8)
@@ -185,6 +190,7 @@ def test_save_and_reload_give_identical_maps(rng, tmp_path):
     np.testing.assert_array_equal(pixel_log_likelihood(x, restored(x)).numpy(), expected)
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_float32_variables_and_output(rng):
     model = PixelCNNpp(1, 8, 2, 0.0, dtype="mixed_bfloat16")
     x = _images(rng, 2, 8, 8)

@@ -175,6 +175,7 @@ def trained(data, mirrored_run, tmp_path_factory) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_training_lowers_bits_per_dim_and_writes_outputs(trained):
     out_dir, first = trained["out_dir"], trained["first"]
     bpd = trained["bpd_first_run"]
@@ -190,6 +191,7 @@ def test_training_lowers_bits_per_dim_and_writes_outputs(trained):
     assert saved["train_data"].endswith("train-*.tfrecord") and saved["strategy"] == "default"
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_right_step_with_ema_restored(trained):
     resumed = trained["resumed"]
     assert resumed["step"] == 8 == trained["uninterrupted_step"]
@@ -208,11 +210,13 @@ def test_resume_continues_at_the_right_step_with_ema_restored(trained):
     assert resumed["val_bits_per_dim"] == pytest.approx(trained["first"]["val_bits_per_dim"])
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_trained_again(trained, data):
     again = ubm.train_ubm(CONFIG, data["train"], data["val"], trained["out_dir"], log_every_steps=2)
     assert again["step"] == 8 and again["checkpoint"] == trained["resumed"]["checkpoint"]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, data, tmp_path, monkeypatch):
     out_dir = str(tmp_path / "ubm")
     shutil.copytree(trained["out_dir"], out_dir)
@@ -237,6 +241,7 @@ def loaded(trained):
     return likelihood.load_ubm(trained["out_dir"])
 
 
+@pytest.mark.slow
 def test_load_ubm_likelihood_maps_match_direct_computation(trained, loaded):
     model = loaded
     images = smooth_images(5, seed=7)
@@ -260,6 +265,7 @@ def test_load_ubm_likelihood_maps_match_direct_computation(trained, loaded):
     np.testing.assert_allclose(maps, again, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_likelihood_inputs_are_checked(trained, loaded, tmp_path):
     model = loaded
     with pytest.raises(ValueError, match="uint8"):
@@ -318,6 +324,7 @@ def test_bad_inputs_give_clear_errors(data, tmp_path):
         strategies.make_strategy("tpu_pod")
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_path):
     """The two replicas split the global batch; the reduced loss, the all-reduced Adam
     moments, the weights and the averages after one step must equal one eager step on
@@ -390,6 +397,7 @@ def _run_binary(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_train_ubm_binary_help_and_usage_errors(data, tmp_path):
     from experiments import train_ubm as binary  # defines its flags; parses nothing
 
