@@ -20,9 +20,11 @@ import pytest
 import tensorflow as tf
 from conftest import PROJECT_ROOT
 
-from data_prep.config import METHODS
-from data_prep.face_records import ORIGINAL
+from data_prep.methods import ORIGINAL
+from data_prep.methods import PAPER_METHODS as METHODS
 from experiments.pipeline import paper_results
+
+pytestmark = pytest.mark.slow
 
 
 def _run(module: str, *flags: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
@@ -49,48 +51,30 @@ def _count(path: str) -> int:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("pipeline")
-    work, synth = str(root / "work"), str(root / "synthetic_ffpp")
-    _run("make_synthetic_ffpp", f"--out={synth}", "--identities=6", "--frames=4", "--seed=0")
+    work = str(tmp_path_factory.mktemp("pipeline") / "work")
+    common = ("--config=smoke", f"--workdir={work}")
+    _run("make_synthetic_ffpp", *common, "--identities=6", "--frames=4", "--seed=0")
     _run(
         "prepare_faces",
-        f"--ffpp_root={synth}",
-        f"--splits_dir={synth}/splits",
-        "--compression=raw",
+        *common,
+        "--dataset=generated",
         f"--methods={','.join(METHODS)}",
         "--frames_per_video=0",
         "--workers=1",
         "--detection=fast",
-        f"--workdir={work}",
     )
-    _run(
-        "train_ubm",
-        "--config=smoke",
-        f"--workdir={work}",
-        f"--train_data={work}/faces/train/original/*.tfrecord",
-        f"--val_data={work}/faces/val/original/*.tfrecord",
-        "--max_steps=2",
-        "--batch_size=4",
-    )
-    _run(
-        "extract_likelihoods",
-        f"--ubm_dir={work}/ubm",
-        f"--faces_dir={work}/faces",
-        f"--workdir={work}",
-        "--batch_size=32",
-    )
+    _run("train_ubm", *common, "--max_steps=2", "--batch_size=4")
+    _run("extract_likelihoods", *common, "--batch_size=32")
     for protocol in ("known", "loo"):
         _run(
             "run_detection",
+            *common,
             f"--protocol={protocol}",
-            f"--likelihoods_dir={work}/likelihoods",
-            f"--workdir={work}",
-            "--config=smoke",
             "--epochs=1",
             "--bootstrap_samples=20",
         )
-    _run("make_tables", f"--workdir={work}")
-    _run("make_figures", f"--workdir={work}")
+    _run("make_tables", *common)
+    _run("make_figures", *common)
     return work
 
 
