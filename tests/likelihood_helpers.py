@@ -7,6 +7,7 @@ example can be recognised by its map alone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -16,6 +17,11 @@ from data_prep.face_records import FaceExample
 from data_prep.methods import FFPP_METHODS, ORIGINAL, PAPER_METHODS
 from experiments.pipeline.workdir import SHARD_SUFFIX
 
+# Every field of the face-crop schema but the crop itself (video, frame, method, label,
+# split, compression, box), as `face_records.FaceExample` defines them.
+FACE_METADATA_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(FaceExample) if f.name != "image"
+)
 SPLIT_VIDEOS = {"train": 6, "val": 3, "test": 3}
 _SPLIT_OFFSET = {"train": 0, "val": 100, "test": 200}
 

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from likelihood_helpers import FACE_METADATA_FIELDS
 
 from data_prep import face_records, files, likelihood_records
 from experiments.configs import load_config
@@ -72,7 +73,7 @@ def test_shards_mirror_faces_and_keep_every_feature(tmp_path, rng):
         assert len(liks) == n
         for face, lik in zip(faces, liks, strict=True):
             np.testing.assert_array_equal(lik.face.image, face.image)
-            for field in ("video", "frame", "method", "label", "split", "compression", "box"):
+            for field in FACE_METADATA_FIELDS:
                 assert getattr(lik.face, field) == getattr(face, field)
             expected_map, expected_ll = stand_in(face.image[None])
             np.testing.assert_allclose(lik.loglik_map, expected_map[0], rtol=1e-6)

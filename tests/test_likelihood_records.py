@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from likelihood_helpers import FACE_METADATA_FIELDS
 
 from data_prep import files, likelihood_records
 from data_prep.face_records import FaceExample
@@ -37,7 +38,7 @@ def test_round_trip_eager_and_tf_data(tmp_path, rng):
     np.testing.assert_array_equal(eager.loglik_map, maps[1])
     np.testing.assert_array_equal(eager.face.image, faces[1].image)
     assert eager.image_loglik == pytest.approx(float(maps[1].sum()), rel=1e-6)
-    for field in ("video", "frame", "method", "label", "split", "compression", "box"):
+    for field in FACE_METADATA_FIELDS:
         assert getattr(eager.face, field) == getattr(faces[1], field)
 
     dataset = tf.data.TFRecordDataset(path).map(likelihood_records.parse_likelihood)
