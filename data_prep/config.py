@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from data_prep.methods import PAPER_METHODS
-
-# deprecated alias, removed once no caller is left
-METHODS: tuple[str, ...] = PAPER_METHODS
-
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
