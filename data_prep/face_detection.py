@@ -33,7 +33,7 @@ import dlib
 import numpy as np
 
 from data_prep.face_settings import DETECTION_MODES, EXACT, FAST, FaceSettings, FastSettings
-from data_prep.frames import read_frames
+from data_prep.frames import VideoFrames, read_frames
 
 # dlib's face detector scans `pyramid_down<6>`: each level is 5/6 the previous.
 PYRAMID_N = 6
@@ -51,13 +51,16 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive), frame pixe
 @dataclasses.dataclass
 class VideoCrops:
     """The face crops of one video: `images` uint8 RGB [N, S, S, 3], with the frame
-    index and crop box (x0, y0, x1, y1) of each, and how many frames were read."""
+    index and crop box (x0, y0, x1, y1) of each, how many frames were read, and the
+    frames the container declares and that decode (`frames.VideoFrames`)."""
 
     frames: list[int]
     boxes: list[Box]
     images: np.ndarray
     frames_read: int
     frames_without_face: int
+    frames_declared: int = 0
+    frames_decoded: int = 0
 
 
 def box_iou(a: Iterable[float], b: Iterable[float]) -> float:
@@ -325,18 +328,32 @@ def crop_video(
     """The FF++ face crops of the sampled frames of one video.
 
     Uses the sampling (frames_per_video, max_frames), detection, crop_size, crop_scale
-    and fast settings of `settings`. Frames without a face are counted in
+    and fast settings of `settings`. Frames are sampled from the frames that decode:
+    where that count is not the declared one, the video is read a second time with
+    the samples drawn from the decoded count. Frames without a face are counted in
     `frames_without_face` and skipped. Crops are uint8 RGB [N, crop_size, crop_size, 3].
 
     Raises:
-      VideoReadError: the video cannot be decoded, or is truncated.
+      VideoReadError: the video cannot be opened, or no frame decodes.
     """
     detector = detector or FaceDetector(settings.fast)
+    reader = VideoFrames(video_path, settings.frames_per_video, settings.max_frames)
+    crops = _crop_frames(reader, settings, detector)
+    if reader.resample:
+        reader = VideoFrames(
+            video_path, settings.frames_per_video, settings.max_frames, reader.decoded
+        )
+        crops = _crop_frames(reader, settings, detector)
+    crops.frames_declared, crops.frames_decoded = reader.declared, reader.decoded
+    return crops
+
+
+def _crop_frames(reader: VideoFrames, settings: FaceSettings, detector: FaceDetector) -> VideoCrops:
+    """The crops of the frames `reader` yields (see `crop_video`)."""
     size = settings.crop_size
     frames, boxes, images = [], [], []
     frames_read = 0
-    stream = read_frames(video_path, settings.frames_per_video, settings.max_frames)
-    for index, frame, face in track_faces(stream, detector, settings.detection):
+    for index, frame, face in track_faces(iter(reader), detector, settings.detection):
         frames_read += 1
         height, width = frame.shape[:2]
         box = crop_box(face, width, height, settings.crop_scale) if face is not None else None

@@ -107,9 +107,12 @@ def finish_video(
     """Writes the shard of a cropped video; returns its manifest entry.
 
     The entry holds video, method, split, path, shard (relative to out_dir, None when
-    failed), frames_read, faces, frames_without_face, seconds (wall time: decoding,
-    detection, cropping, writing), status ("ok" or "failed") and error (None or why).
-    A video without any face fails (it would add nothing and hides a problem).
+    failed), frames_read (the sampled frames), faces, frames_without_face,
+    frames_declared (by the container; 0: none) and frames_decoded (that decode, at
+    most max_frames; frames are sampled from these; 0 when failed before decoding),
+    seconds (wall time: decoding, detection, cropping, writing), status ("ok" or
+    "failed") and error (None or why). A video without any face fails (it would add
+    nothing and hides a problem).
     """
     start = time.perf_counter()
     crops, error, shard = result.crops, result.error, None
@@ -130,6 +133,8 @@ def finish_video(
         "frames_read": crops.frames_read if crops else 0,
         "faces": len(crops.frames) if crops and error is None else 0,
         "frames_without_face": crops.frames_without_face if crops else 0,
+        "frames_declared": crops.frames_declared if crops else 0,
+        "frames_decoded": crops.frames_decoded if crops else 0,
         "seconds": round(result.seconds + time.perf_counter() - start, 4),
         "status": OK if error is None else FAILED,
         "error": error,

@@ -6,8 +6,11 @@ of frames per video. Here `frames_per_video=0` takes every frame and N > 0 takes
 evenly spaced frames. Any container and codec that OpenCV's FFmpeg backend reads is
 accepted (`.mp4` H.264 as downloaded, `.avi`/`.mkv` FFV1 as generated losslessly).
 
-A file that cannot be opened, holds no frame or stops before the frame count its
-container declares raises `VideoReadError` with a message saying which of these it is.
+Frames are sampled from the frames that actually decode, not from the count the
+container declares: a header may lie, and a truncated download decodes fewer frames
+than it declares. Such a video is not an error: a warning gives both counts and the
+reader (`VideoFrames`) reports both. A file that cannot be opened or holds no frame
+that decodes raises `VideoReadError` with a message saying which it is.
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from collections.abc import Iterator
 
 import cv2
 import numpy as np
+from absl import logging
 
-# Frames a decoder may fall short of the declared count before the file counts as
-# truncated: containers without a frame index (e.g. Matroska) estimate the count
+# Frames the decoded count may differ from the declared one without the sampling
+# being redone: containers without a frame index (e.g. Matroska) estimate the count
 # from the duration and may be off by one.
 _COUNT_TOLERANCE_FRAMES = 1
 
 
 class VideoReadError(RuntimeError):
-    """A video file cannot be decoded (missing, empty, not a video, truncated)."""
+    """A video file cannot be decoded (missing, empty, not a video, no frame decodes)."""
 
 
 def sample_frame_indices(num_frames: int, frames_per_video: int) -> list[int]:
@@ -79,8 +83,12 @@ def declared_frame_count(capture: cv2.VideoCapture) -> int:
     return int(count) if count and count > 0 else 0
 
 
+def _cap(count: int, max_frames: int) -> int:
+    return min(count, max_frames) if max_frames > 0 else count
+
+
 def count_frames(path: str, max_frames: int = 0) -> int:
-    """Frames of a video: the declared count, else counted by decoding.
+    """Frames of a video that decode, counted by decoding (grabbing) them.
 
     Args:
       path: the video file.
@@ -90,24 +98,122 @@ def count_frames(path: str, max_frames: int = 0) -> int:
       VideoReadError: as `open_video`, or no frame decodes.
     """
     capture = open_video(path)
+    count = 0
     try:
-        count = declared_frame_count(capture)
-        if count == 0:
-            while capture.grab():
-                count += 1
-                if 0 < max_frames <= count:
-                    break
+        while not 0 < max_frames <= count and capture.grab():
+            count += 1
     finally:
         capture.release()
     if count == 0:
         raise VideoReadError(f"Video {path} holds no frame that OpenCV can decode.")
-    return min(count, max_frames) if max_frames > 0 else count
+    return count
+
+
+class VideoFrames:
+    """The sampled frames of a video, in order, and its declared and decoded counts.
+
+    Iterating yields (frame index, BGR uint8 frame [H, W, 3]) and decodes the file to
+    its end (up to `max_frames`), so that afterwards `decoded` holds the frames that
+    decode. Frames between samples are grabbed (decoded) but not converted to BGR.
+
+    Sampling (frames_per_video > 0) needs the frame count before the first frame.
+    Given `num_frames` (frames known to decode, e.g. `count_frames`), it samples from
+    that. Otherwise it samples from the declared count, which costs one pass for the
+    files whose header is right; if the file then decodes another count, the samples
+    were at the wrong places: `resample` is True and the caller iterates
+    `VideoFrames(path, ..., num_frames=decoded)` instead (a second pass, for these
+    files only). With frames_per_video == 0 every frame that decodes is yielded and
+    `resample` is never True.
+
+    Attributes (set once iteration ends; `declared` once it starts):
+      declared: the frame count the container declares (0: none), before max_frames.
+      decoded: frames that decode, at most max_frames where that is > 0.
+      sampled_from: the count the sample indices were drawn from.
+
+    Raises (while iterating):
+      VideoReadError: the file cannot be opened or holds no frame that decodes.
+    """
+
+    def __init__(
+        self, path: str, frames_per_video: int = 0, max_frames: int = 0, num_frames: int = 0
+    ):
+        if frames_per_video < 0 or max_frames < 0:
+            raise ValueError("frames_per_video and max_frames must be >= 0 (0: every frame).")
+        self.path = path
+        self.frames_per_video = frames_per_video
+        self.max_frames = max_frames
+        self.num_frames = num_frames
+        self.declared = 0
+        self.decoded = 0
+        self.sampled_from = 0
+
+    @property
+    def mismatch(self) -> bool:
+        """Whether the decoded count differs from the declared one beyond rounding."""
+        expected = _cap(self.declared, self.max_frames)
+        return abs(self.decoded - expected) > _COUNT_TOLERANCE_FRAMES
+
+    @property
+    def resample(self) -> bool:
+        """Whether the samples were drawn from a count other than the decoded one."""
+        return (
+            self.frames_per_video > 0
+            and self.decoded > 0
+            and abs(self.decoded - self.sampled_from) > _COUNT_TOLERANCE_FRAMES
+        )
+
+    def _sample_count(self) -> int:
+        if self.num_frames > 0:
+            return _cap(self.num_frames, self.max_frames)
+        if _cap(self.declared, self.max_frames) > 0:
+            return _cap(self.declared, self.max_frames)
+        return count_frames(self.path, self.max_frames)  # no declared count: count
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        capture = open_video(self.path)
+        index = -1  # the last frame grabbed
+        try:
+            self.declared = declared_frame_count(capture)
+            if self.frames_per_video == 0:
+                wanted = None  # every frame: no count needed
+                self.sampled_from = 0
+            else:
+                self.sampled_from = self._sample_count()
+                wanted = iter(sample_frame_indices(self.sampled_from, self.frames_per_video))
+            target = next(wanted, None) if wanted is not None else 0
+            while not 0 < self.max_frames <= index + 1:
+                if target is not None and index + 1 == target:
+                    ok, frame = capture.read()
+                    if not ok or frame is None:
+                        break
+                    index += 1
+                    yield index, frame
+                    target = next(wanted, None) if wanted is not None else index + 1
+                elif capture.grab():
+                    index += 1  # between samples, or past the last one: counted only
+                else:
+                    break
+        finally:
+            capture.release()
+        self.decoded = index + 1
+        if self.decoded == 0:
+            raise VideoReadError(f"Video {self.path} holds no frame that OpenCV can decode.")
+        if self.mismatch and not self.resample:
+            logging.warning(
+                "Video %s: its container declares %d frames but %d decode%s (truncated or "
+                "damaged?); frames are taken from the %d that decode.",
+                self.path,
+                self.declared,
+                self.decoded,
+                f" (of the first {self.max_frames})" if self.max_frames else "",
+                self.decoded,
+            )
 
 
 def read_frames(
     path: str, frames_per_video: int = 0, max_frames: int = 0
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Decodes the sampled frames of a video, in order.
+    """Decodes the sampled frames of a video, in order, sampled from those that decode.
 
     Args:
       path: any video file OpenCV reads.
@@ -119,37 +225,7 @@ def read_frames(
       (frame index, BGR uint8 frame [H, W, 3]).
 
     Raises:
-      VideoReadError: the file cannot be opened, holds no frame, or ends before its
-        declared frame count (truncated or damaged); raised after the frames that did
-        decode have been yielded.
+      VideoReadError: the file cannot be opened or holds no frame that decodes.
     """
-    num_frames = count_frames(path, max_frames)
-    wanted = sample_frame_indices(num_frames, frames_per_video)
-    capture = open_video(path)
-    index = -1
-    try:
-        for target in wanted:
-            # Frames between samples are grabbed (demuxed and decoded) but not
-            # converted to BGR.
-            while index < target - 1:
-                if not capture.grab():
-                    break
-                index += 1
-            if index != target - 1:
-                break
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                break
-            index += 1
-            yield index, frame
-    finally:
-        capture.release()
-    decoded = index + 1
-    last_wanted = wanted[-1] + 1 if wanted else 0
-    if decoded == 0:
-        raise VideoReadError(f"Video {path} holds no frame that OpenCV can decode.")
-    if decoded < last_wanted - _COUNT_TOLERANCE_FRAMES:
-        raise VideoReadError(
-            f"Video {path} stops after {decoded} of the {num_frames} frames its container "
-            "declares: the file is truncated or damaged. Download it again."
-        )
+    num_frames = count_frames(path, max_frames) if frames_per_video > 0 else 0
+    yield from VideoFrames(path, frames_per_video, max_frames, num_frames)
