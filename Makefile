@@ -2,7 +2,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# GPU=1: install the CUDA build of TensorFlow too (setup.py extra `gpu`); needs an
+# NVIDIA driver (nvidia-smi, /proc/driver/nvidia), checked before anything is installed.
+GPU ?=
+NVIDIA_PROC ?= /proc/driver/nvidia
+comma := ,
+EXTRAS := $(if $(filter 1,$(GPU)),test$(comma)gpu,test)
+STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
 
 # Reproduction variables: with no FFPP_ROOT the pipeline runs on a generated
 # FF++-layout dataset with the smoke configuration.
@@ -11,6 +17,15 @@ SPLITS_DIR ?=
 COMPRESSION ?= raw
 CONFIG ?= smoke
 WORKDIR ?= workdir/$(CONFIG)
+# Devices and sizes (empty = the config's): STRATEGY default|mirrored|multiworker,
+# PRECISION float32|mixed_bfloat16|mixed_float16, XLA 0|1, UBM_BATCH_SIZE (global),
+# EXTRACT_BATCH_SIZE, ALLOW_CPU=1 (full-size UBM without a GPU).
+STRATEGY ?=
+PRECISION ?=
+XLA ?=
+UBM_BATCH_SIZE ?=
+EXTRACT_BATCH_SIZE ?=
+ALLOW_CPU ?=
 # Real videos for `make bench` (face extraction speed).
 TALKING_HEADS ?= ../shared/data/talking_heads
 
@@ -19,9 +34,15 @@ TALKING_HEADS ?= ../shared/data/talking_heads
 install: $(STAMP)
 
 $(STAMP): setup.py pyproject.toml
+	@case "$(GPU)" in "" | 0 | 1) ;; *) echo "make install: GPU must be 1 (or empty), got '$(GPU)'." >&2; exit 2 ;; esac
+	@if [ "$(GPU)" = 1 ] && ! { [ -d "$(NVIDIA_PROC)" ] || nvidia-smi -L >/dev/null 2>&1; }; then \
+		echo "make install GPU=1: no NVIDIA driver on this machine (nvidia-smi is missing or fails, no $(NVIDIA_PROC))." >&2; \
+		echo "Install the NVIDIA driver first (the CUDA libraries come with TensorFlow), or run 'make install' for the CPU build." >&2; \
+		exit 2; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 lint: install
@@ -47,7 +68,10 @@ bench: install
 
 reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \
-		CONFIG="$(CONFIG)" WORKDIR="$(WORKDIR)" PYTHON="$(PY)" bash experiments/reproduce.sh
+		CONFIG="$(CONFIG)" WORKDIR="$(WORKDIR)" PYTHON="$(PY)" STRATEGY="$(STRATEGY)" \
+		PRECISION="$(PRECISION)" XLA="$(XLA)" UBM_BATCH_SIZE="$(UBM_BATCH_SIZE)" \
+		EXTRACT_BATCH_SIZE="$(EXTRACT_BATCH_SIZE)" ALLOW_CPU="$(ALLOW_CPU)" \
+		bash experiments/reproduce.sh
 
 clean:
 	rm -rf $(VENV) workdir .pytest_cache .ruff_cache *.egg-info

@@ -2,20 +2,30 @@
 
 Usage:
   python -m experiments.extract_likelihoods --config=smoke --workdir=WORKDIR \
-      [--ubm_dir=WORKDIR/ubm] [--faces_dir=WORKDIR/faces] [--batch_size=64]
+      [--ubm_dir=WORKDIR/ubm] [--faces_dir=WORKDIR/faces] [--batch_size=64] \
+      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--allow_cpu]
 
 Writes `WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` (one shard per face
 shard, every face feature kept plus `loglik_map` [64, 64] float32 nats and
 `image_loglik`), `config.json` and `manifest.json`. Re-running skips finished videos.
-Library: `experiments.pipeline.likelihoods`. Khodabakhsh & Busch (BIOSIG 2020), Sec. 3.
+A full-size (non-smoke) UBM on a machine without a GPU stops with the expected duration
+there unless `--allow_cpu`. Library: `experiments.pipeline.likelihoods`.
+Khodabakhsh & Busch (BIOSIG 2020), Sec. 3.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 from absl import app, flags, logging
 
+from data_prep.files import read_json
 from experiments import cli
-from experiments.pipeline import run_log
+from experiments.configs.base import ExperimentConfig
+from experiments.pipeline import devices, run_log
+from experiments.pipeline.workdir import CONFIG_FILE, MANIFEST_FILE, SHARD_SUFFIX
+from pixelcnn_pp.config import MIXED_PRECISION_POLICIES, UBMConfig
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     workdir_help="Work directory; output in WORKDIR/likelihoods."
@@ -27,18 +37,76 @@ FACES_DIR = flags.DEFINE_string(
     "faces_dir", None, "Folder written by prepare_faces; default WORKDIR/faces."
 )
 BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Face crops per UBM forward pass.")
+MIXED_PRECISION = flags.DEFINE_string(
+    "mixed_precision",
+    "",
+    "Keras precision policy of the forward passes: float32 (default, empty), "
+    "mixed_bfloat16 or mixed_float16.",
+)
+ALLOW_CPU = flags.DEFINE_boolean(
+    "allow_cpu",
+    False,
+    "Map the crops with a full-size (non-smoke) UBM even when TensorFlow sees no GPU.",
+)
+
+
+def _ubm_settings(config: ExperimentConfig, ubm_dir: str) -> UBMConfig:
+    """The architecture of the UBM in `ubm_dir` (its config.json), else the config's."""
+    saved = (read_json(os.path.join(ubm_dir, CONFIG_FILE)) or {}).get("ubm")
+    if not isinstance(saved, dict):
+        return config.ubm
+    fields = {f.name for f in dataclasses.fields(UBMConfig)}
+    return dataclasses.replace(config.ubm, **{k: v for k, v in saved.items() if k in fields})
+
+
+def _count_crops(faces_dir: str) -> int:
+    """Face crops under `faces_dir`: the manifest's total, else the shards' records."""
+    manifest = read_json(os.path.join(faces_dir, MANIFEST_FILE)) or {}
+    total = manifest.get("totals", {}).get("all", {}).get("faces")
+    if isinstance(total, int | float):
+        return int(total)
+    import tensorflow as tf
+
+    from data_prep import files
+
+    try:
+        shards = files.list_shards(os.path.join(faces_dir, "*", "*", "*" + SHARD_SUFFIX))
+    except FileNotFoundError:
+        return 0
+    return sum(sum(1 for _ in tf.data.TFRecordDataset(path)) for path in shards)
 
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
     if BATCH_SIZE.value < 1:
         raise app.UsageError(f"--batch_size must be at least 1, got {BATCH_SIZE.value}.")
+    precision = "" if MIXED_PRECISION.value == "float32" else MIXED_PRECISION.value
+    if precision not in MIXED_PRECISION_POLICIES:
+        raise app.UsageError(
+            f"--mixed_precision={MIXED_PRECISION.value!r} is unknown: use float32, "
+            "mixed_bfloat16 or mixed_float16."
+        )
     config = cli.experiment_config(CONFIG)
     workdir = cli.workdir(WORKDIR)
+    ubm_dir = UBM_DIR.value or workdir.ubm
+    faces_dir = FACES_DIR.value or workdir.faces
     # TensorFlow loads only once the flags are known to be usable, so --help and flag
-    # mistakes answer at once.
+    # mistakes answer at once; its CUDA start-up noise is muted on CPU-only machines.
+    devices.quiet_tensorflow_logs()
     from experiments.pipeline import likelihoods
 
+    devices.log_devices("extract_likelihoods")
+    try:
+        devices.require_gpu_or_allow(
+            _ubm_settings(config, ubm_dir),
+            ALLOW_CPU.value,
+            smoke=config.smoke,
+            stage="extract_likelihoods",
+            images=lambda: _count_crops(faces_dir),
+            training=False,
+        )
+    except devices.CPUTooSlowError as err:
+        raise app.UsageError(str(err)) from None
     run_log.record_command(workdir)
     try:
         manifest = likelihoods.extract_likelihoods(
@@ -47,6 +115,7 @@ def main(argv: list[str]) -> None:
             ubm_dir=UBM_DIR.value,
             faces_dir=FACES_DIR.value,
             batch_size=BATCH_SIZE.value,
+            mixed_precision=precision,
         )
     except (FileNotFoundError, PermissionError, ValueError) as e:
         raise app.UsageError(str(e)) from e

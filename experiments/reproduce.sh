@@ -10,6 +10,14 @@
 #   CONFIG       smoke or paper (experiments/configs/)
 #   WORKDIR      where every stage writes its folder
 #   PYTHON       the interpreter of the project's environment
+# and, empty meaning the config's value:
+#   STRATEGY     default, mirrored (every local GPU) or multiworker (TF_CONFIG): train_ubm
+#   PRECISION    float32, mixed_bfloat16 or mixed_float16: train_ubm and extract_likelihoods
+#   XLA          1 or 0: compile the UBM train step with XLA
+#   UBM_BATCH_SIZE      global UBM batch, split over the replicas (the learning rate
+#                       scales linearly with it, see train_ubm)
+#   EXTRACT_BATCH_SIZE  crops per forward pass of extract_likelihoods
+#   ALLOW_CPU    1: run a full-size UBM even where TensorFlow sees no GPU
 # Every stage skips work it has finished, so running this again after an interruption
 # continues where it stopped.
 set -euo pipefail
@@ -22,7 +30,14 @@ WORKDIR="${WORKDIR:-workdir/${CONFIG}}"
 FFPP_ROOT="${FFPP_ROOT:-}"
 SPLITS_DIR="${SPLITS_DIR:-}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 2)}"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+STRATEGY="${STRATEGY:-}"
+PRECISION="${PRECISION:-}"
+XLA="${XLA:-}"
+UBM_BATCH_SIZE="${UBM_BATCH_SIZE:-}"
+EXTRACT_BATCH_SIZE="${EXTRACT_BATCH_SIZE:-}"
+ALLOW_CPU="${ALLOW_CPU:-}"
+# TF_CPP_MIN_LOG_LEVEL: the binaries mute TensorFlow's C++ start-up noise themselves
+# (experiments/pipeline/devices.py) unless it is set here.
 
 die() {
   echo "reproduce: $*" >&2
@@ -34,6 +49,32 @@ log() { echo "[reproduce $(date +%H:%M:%S)] $*" >&2; }
   || die "unknown CONFIG='$CONFIG': use CONFIG=smoke or CONFIG=paper (experiments/configs/)."
 case "$COMPRESSION" in raw | c23 | c40) ;; *) die "COMPRESSION must be raw, c23 or c40, got '$COMPRESSION'." ;; esac
 
+case "$STRATEGY" in "" | default | mirrored | multiworker) ;;
+  *) die "STRATEGY must be default, mirrored or multiworker (or empty for default), got '$STRATEGY'." ;;
+esac
+case "$PRECISION" in "" | float32 | mixed_bfloat16 | mixed_float16) ;;
+  *) die "PRECISION must be float32, mixed_bfloat16 or mixed_float16 (or empty for the config's), got '$PRECISION'." ;;
+esac
+case "$XLA" in "" | 0 | 1) ;; *) die "XLA must be 1 or 0 (or empty for the config's), got '$XLA'." ;; esac
+case "$ALLOW_CPU" in "" | 0 | 1) ;; *) die "ALLOW_CPU must be 1 or 0, got '$ALLOW_CPU'." ;; esac
+for name in UBM_BATCH_SIZE EXTRACT_BATCH_SIZE; do
+  value="${!name}"
+  [ -z "$value" ] || [[ "$value" =~ ^[1-9][0-9]*$ ]] \
+    || die "$name must be a positive whole number (or empty for the config's), got '$value'."
+done
+
+# Each stage's device and size flags (only those set; the binaries record them in
+# their config.json).
+UBM_FLAGS=()
+EXTRACT_FLAGS=()
+[ -z "$STRATEGY" ] || UBM_FLAGS+=(--strategy="$STRATEGY")
+[ -z "$PRECISION" ] || { UBM_FLAGS+=(--mixed_precision="$PRECISION"); EXTRACT_FLAGS+=(--mixed_precision="$PRECISION"); }
+[ "$XLA" != 1 ] || UBM_FLAGS+=(--xla)
+[ "$XLA" != 0 ] || UBM_FLAGS+=(--noxla)
+[ -z "$UBM_BATCH_SIZE" ] || UBM_FLAGS+=(--batch_size="$UBM_BATCH_SIZE")
+[ -z "$EXTRACT_BATCH_SIZE" ] || EXTRACT_FLAGS+=(--batch_size="$EXTRACT_BATCH_SIZE")
+[ "$ALLOW_CPU" != 1 ] || { UBM_FLAGS+=(--allow_cpu); EXTRACT_FLAGS+=(--allow_cpu); }
+
 if [ -n "$FFPP_ROOT" ]; then
   [ -d "$FFPP_ROOT" ] || die "FFPP_ROOT='$FFPP_ROOT' is not a folder: point it at the FaceForensics++ download."
   [ -n "$SPLITS_DIR" ] || die "SPLITS_DIR is required with FFPP_ROOT: the folder with the official \
@@ -43,7 +84,8 @@ fi
 
 mkdir -p "$WORKDIR"
 START=$(date +%s)
-log "config=$CONFIG compression=$COMPRESSION workdir=$WORKDIR"
+log "config=$CONFIG compression=$COMPRESSION workdir=$WORKDIR" \
+  "ubm: ${UBM_FLAGS[*]:-config defaults}; likelihoods: ${EXTRACT_FLAGS[*]:-config defaults}"
 # Every binary reads the configuration and records its own command line.
 COMMON=(--config="$CONFIG" --workdir="$WORKDIR")
 
@@ -71,11 +113,11 @@ esac
 
 # 2. The UBM on pristine training crops (resumes from its last checkpoint).
 log "stage 2/6: UBM (PixelCNN++) on pristine training faces"
-"$PYTHON" -m experiments.train_ubm "${COMMON[@]}"
+"$PYTHON" -m experiments.train_ubm "${COMMON[@]}" ${UBM_FLAGS[@]+"${UBM_FLAGS[@]}"}
 
 # 3. Likelihood maps of every crop (skips finished videos).
 log "stage 3/6: likelihood maps"
-"$PYTHON" -m experiments.extract_likelihoods "${COMMON[@]}"
+"$PYTHON" -m experiments.extract_likelihoods "${COMMON[@]}" ${EXTRACT_FLAGS[@]+"${EXTRACT_FLAGS[@]}"}
 
 # 4-5. The detector, Table 1 (known attacks) and Table 2 (leave-one-out), for every
 # method found in the maps; finished methods are skipped.

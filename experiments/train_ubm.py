@@ -5,13 +5,19 @@ Usage:
       [--train_data='WORKDIR/faces/train/original/*.tfrecord'] \
       [--val_data='WORKDIR/faces/val/original/*.tfrecord'] \
       [--strategy=default|mirrored|multiworker] [--mixed_precision=mixed_bfloat16] \
-      [--xla] [--max_steps=N] [--batch_size=N] [--image_size=N]
+      [--xla] [--max_steps=N] [--batch_size=N] [--learning_rate=X] [--image_size=N] \
+      [--allow_cpu]
 
 The data default to the pristine train and val crops of WORKDIR (prepare_faces).
 Writes `WORKDIR/ubm/`: config.json (first), checkpoints/ (model, optimizer, Polyak
 averages, step), tensorboard/ and metrics.json. Running the same command again resumes
-from the last checkpoint. Khodabakhsh & Busch (BIOSIG 2020), Sec. 3: PixelCNN++
-(R=5, F=160, M=10) trained on pristine training faces only.
+from the last checkpoint. `--batch_size` is the global batch, split over the strategy's
+replicas (it must be a multiple of their number); a batch other than the config's
+scales the learning rate linearly (lr x batch / config batch, Goyal et al. 2017)
+unless `--learning_rate` is given. The paper configuration on a machine without a GPU
+stops with the expected duration there unless `--allow_cpu`. Khodabakhsh & Busch
+(BIOSIG 2020), Sec. 3: PixelCNN++ (R=5, F=160, M=10) trained on pristine training faces
+only.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import sys
 from absl import app, flags, logging
 
 from experiments import cli
-from experiments.pipeline import run_log
+from experiments.pipeline import devices, run_log
 from experiments.pipeline.workdir import Workdir
-from pixelcnn_pp.config import STRATEGIES, UBMConfig, validate_config
+from pixelcnn_pp.config import MIXED_PRECISION_POLICIES, STRATEGIES, UBMConfig, validate_config
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     default_config=None, workdir_help="Work directory; the UBM goes to WORKDIR/ubm."
@@ -50,27 +56,65 @@ MIXED_PRECISION = flags.DEFINE_string(
     None,
     "Keras precision policy: float32, mixed_bfloat16 or mixed_float16 (default: config).",
 )
+ALLOW_CPU = flags.DEFINE_boolean(
+    "allow_cpu",
+    False,
+    "Train a full-size (non-smoke) UBM even when TensorFlow sees no GPU (weeks on a CPU).",
+)
 XLA = flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (default: config).")
 MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Cap on training steps (default: config).")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size (default: config).")
+BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size",
+    None,
+    "Global batch size, split over the replicas (default: config). Another batch than the "
+    "config's scales the learning rate linearly unless --learning_rate is given.",
+)
+LEARNING_RATE = flags.DEFINE_float(
+    "learning_rate", None, "Initial Adam learning rate (default: config, scaled with --batch_size)."
+)
 IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", None, "Side of the square face crops (default: config, 64)."
 )
 flags.mark_flag_as_required("config")
 
 
+def scaled_learning_rate(config: UBMConfig, batch_size: int) -> float:
+    """The linear scaling rule: the config's learning rate x batch_size / its batch."""
+    return config.learning_rate * batch_size / config.batch_size
+
+
 def _ubm_config(config: UBMConfig) -> UBMConfig:
     """The configuration's UBM settings with the flag overrides applied."""
+    precision = MIXED_PRECISION.value
+    if precision is not None and precision not in MIXED_PRECISION_POLICIES:
+        raise app.UsageError(
+            f"--mixed_precision={precision!r} is unknown: use float32, mixed_bfloat16 (TPUs, "
+            "NVIDIA Ampere and newer) or mixed_float16."
+        )
     overrides = {
         "max_steps": MAX_STEPS.value,
         "batch_size": BATCH_SIZE.value,
         "image_size": IMAGE_SIZE.value,
         "xla": XLA.value,
-        "mixed_precision": MIXED_PRECISION.value,
+        "mixed_precision": "" if precision == "float32" else precision,
+        "learning_rate": LEARNING_RATE.value,
     }
+    if (
+        BATCH_SIZE.value is not None
+        and LEARNING_RATE.value is None
+        and BATCH_SIZE.value > 0
+        and BATCH_SIZE.value != config.batch_size
+    ):
+        overrides["learning_rate"] = scaled_learning_rate(config, BATCH_SIZE.value)
+        logging.info(
+            "Global batch %d instead of %d: learning rate %.3g -> %.3g (linear scaling; "
+            "--learning_rate sets it explicitly).",
+            BATCH_SIZE.value,
+            config.batch_size,
+            config.learning_rate,
+            overrides["learning_rate"],
+        )
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides.get("mixed_precision") == "float32":
-        overrides["mixed_precision"] = ""
     config = dataclasses.replace(config, **overrides)
     if BATCH_SIZE.value is not None:
         config = dataclasses.replace(
@@ -99,14 +143,42 @@ def main(argv: list[str]) -> None:
             )
         train_data = TRAIN_DATA.value
     val_data = workdir.face_shards("val", "original") if VAL_DATA.value is None else VAL_DATA.value
-    config = _ubm_config(cli.experiment_config(CONFIG).ubm)
+    experiment = cli.experiment_config(CONFIG)
+    config = _ubm_config(experiment.ubm)
     # TensorFlow loads only once the flags are known to be usable, so --help and flag
-    # mistakes answer at once.
+    # mistakes answer at once; its CUDA start-up noise is muted on CPU-only machines.
+    devices.quiet_tensorflow_logs()
+    from data_prep import face_images
     from data_prep.face_images import CorruptShardError
     from experiments.pipeline import ubm
+    from pixelcnn_pp import strategies, training
     from pixelcnn_pp.training import NonFiniteLossError
 
+    strategy = strategies.make_strategy(STRATEGY.value)
     try:
+        training.check_global_batch(config.batch_size, strategy, STRATEGY.value)
+    except ValueError as err:
+        raise app.UsageError(
+            f"{err} Pass --batch_size (make reproduce UBM_BATCH_SIZE=) as a multiple of "
+            f"{strategy.num_replicas_in_sync}."
+        ) from None
+    devices.log_devices("train_ubm")
+
+    def training_images() -> int:
+        examples = face_images.inspect_shards(train_data, expected_size=config.image_size)
+        return training.total_steps(config, examples.num_examples, config.batch_size) * (
+            config.batch_size
+        )
+
+    try:
+        devices.require_gpu_or_allow(
+            config,
+            ALLOW_CPU.value,
+            smoke=experiment.smoke,
+            stage="train_ubm",
+            images=training_images,
+            training=True,
+        )
         run_log.record_command(workdir.root)
         metrics = ubm.train_ubm(
             config,
@@ -114,7 +186,10 @@ def main(argv: list[str]) -> None:
             val_data.strip() or None,
             workdir.ubm,
             strategy_name=STRATEGY.value,
+            strategy=strategy,
         )
+    except devices.CPUTooSlowError as err:
+        raise app.UsageError(str(err)) from None
     except (FileNotFoundError, CorruptShardError, PermissionError, ValueError) as err:
         raise app.UsageError(str(err)) from None
     except OSError as err:

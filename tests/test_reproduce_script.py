@@ -29,6 +29,12 @@ def _reproduce(tmp_path, **env: str) -> subprocess.CompletedProcess:
         ({"FFPP_ROOT": "{tmp}/missing", "SPLITS_DIR": "{tmp}"}, "is not a folder"),
         ({"CONFIG": "bogus"}, "unknown CONFIG='bogus'"),
         ({"COMPRESSION": "c99"}, "COMPRESSION must be raw, c23 or c40"),
+        ({"STRATEGY": "ring"}, "STRATEGY must be default, mirrored or multiworker"),
+        ({"PRECISION": "fp8"}, "PRECISION must be float32, mixed_bfloat16 or mixed_float16"),
+        ({"XLA": "yes"}, "XLA must be 1 or 0"),
+        ({"UBM_BATCH_SIZE": "0"}, "UBM_BATCH_SIZE must be a positive whole number"),
+        ({"EXTRACT_BATCH_SIZE": "64x"}, "EXTRACT_BATCH_SIZE must be a positive whole number"),
+        ({"ALLOW_CPU": "yes"}, "ALLOW_CPU must be 1 or 0"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, env, message):
@@ -37,3 +43,70 @@ def test_bad_settings_are_refused(tmp_path, env, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "work").exists()  # refused before writing anything
+
+
+def test_make_passes_the_device_variables_to_the_stages():
+    """`make reproduce` hands each variable to reproduce.sh, which maps it to flags."""
+    shown = subprocess.run(
+        [
+            "make",
+            "-n",
+            "--no-print-directory",
+            "reproduce",
+            "STRATEGY=mirrored",
+            "PRECISION=mixed_bfloat16",
+            "XLA=1",
+            "UBM_BATCH_SIZE=64",
+            "EXTRACT_BATCH_SIZE=512",
+            "ALLOW_CPU=1",
+            "VENV=.venv",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for setting in (
+        'STRATEGY="mirrored"',
+        'PRECISION="mixed_bfloat16"',
+        'XLA="1"',
+        'UBM_BATCH_SIZE="64"',
+        'EXTRACT_BATCH_SIZE="512"',
+        'ALLOW_CPU="1"',
+    ):
+        assert setting in shown.stdout
+
+
+def test_stages_get_the_device_flags(tmp_path):
+    """A stand-in interpreter records each stage's arguments: the variables become flags."""
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    fake.chmod(0o755)
+    _reproduce(
+        tmp_path,
+        PYTHON=str(fake),
+        STRATEGY="mirrored",
+        PRECISION="mixed_bfloat16",
+        XLA="0",
+        UBM_BATCH_SIZE="64",
+        EXTRACT_BATCH_SIZE="512",
+        ALLOW_CPU="1",
+    )
+    calls = {line.split()[1]: line.split()[2:] for line in log.read_text().splitlines()}
+    assert calls["experiments.train_ubm"][2:] == [
+        "--strategy=mirrored",
+        "--mixed_precision=mixed_bfloat16",
+        "--noxla",
+        "--batch_size=64",
+        "--allow_cpu",
+    ]
+    assert calls["experiments.extract_likelihoods"][2:] == [
+        "--mixed_precision=mixed_bfloat16",
+        "--batch_size=512",
+        "--allow_cpu",
+    ]
+    _reproduce(tmp_path, PYTHON=str(fake), WORKDIR=str(tmp_path / "defaults"))
+    last = log.read_text().splitlines()
+    ubm = [line for line in last if "experiments.train_ubm" in line][-1]
+    assert ubm.split()[2:] == ["--config=smoke", f"--workdir={tmp_path / 'defaults'}"]
