@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+
+import cv2
 import numpy as np
 import pytest
 
@@ -10,11 +13,77 @@ from data_prep.face_detection import (
     box_iou,
     crop_box,
     crop_face,
+    crop_video,
     pyramid_level,
     track_faces,
 )
-from data_prep.face_settings import EXACT, FAST, FastSettings
-from data_prep.frames import read_frames
+from data_prep.face_settings import EXACT, FAST, FaceSettings, FastSettings
+from data_prep.frames import VideoFrames, count_frames, open_video, read_frames
+from data_prep.synthetic import write_video
+from data_prep.synthetic.rendering import make_identity, render_video
+
+# --- frames that decode, not the declared count --------------------------------------------
+
+DECLARED = 10
+
+
+def _truncated(tmp_path, frames) -> tuple[str, int]:
+    """An .avi of `frames` cut to 60%: it declares len(frames) frames, fewer decode."""
+    full = str(tmp_path / "full.avi")
+    write_video(full, frames, fps=25)
+    path = tmp_path / "truncated.avi"
+    data = pathlib.Path(full).read_bytes()
+    path.write_bytes(data[: len(data) * 6 // 10])
+    capture = open_video(str(path))
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    decoded = count_frames(str(path))
+    assert declared == len(frames) and decoded < declared - 1  # the header really lies
+    return str(path), decoded
+
+
+@pytest.fixture
+def noise_video(tmp_path, rng):
+    frames = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8) for _ in range(DECLARED)]
+    return _truncated(tmp_path, frames)
+
+
+def test_frames_of_a_truncated_video_are_sampled_from_those_that_decode(noise_video, caplog):
+    path, decoded = noise_video
+    assert [i for i, _ in read_frames(path)] == list(range(decoded))
+    assert [i for i, _ in read_frames(path, 3)] == [0, decoded // 2, decoded - 1]
+    assert f"declares 10 frames but {decoded} decode" in caplog.text
+
+
+def test_sampling_from_a_lying_header_asks_for_a_second_pass(noise_video):
+    path, decoded = noise_video
+    first = VideoFrames(path, 3)
+    # Sampled from the 10 declared (0, 4, 9): only those that decode come.
+    assert [i for i, _ in first] == [i for i in (0, 4, 9) if i < decoded]
+    assert (first.declared, first.decoded, first.resample) == (DECLARED, decoded, True)
+    second = VideoFrames(path, 3, num_frames=first.decoded)
+    assert [i for i, _ in second] == [0, decoded // 2, decoded - 1]
+    assert not second.resample and second.mismatch
+    every = VideoFrames(path)
+    assert len(list(every)) == decoded and not every.resample  # no count needed
+
+
+def test_an_intact_video_is_read_in_one_pass(tmp_path, rng):
+    frames = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8) for _ in range(DECLARED)]
+    write_video(str(tmp_path / "v.avi"), frames, fps=25)
+    reader = VideoFrames(str(tmp_path / "v.avi"), 3, max_frames=7)
+    assert [i for i, _ in reader] == [0, 3, 6]
+    assert (reader.declared, reader.decoded) == (DECLARED, 7)
+    assert not reader.resample and not reader.mismatch
+
+
+def test_crop_video_of_a_truncated_video_keeps_its_frames_and_both_counts(tmp_path):
+    rendered = render_video(make_identity(3, 0, 192, 160), DECLARED, 192, 160, seed=3)
+    path, decoded = _truncated(tmp_path, rendered.frames)
+    crops = crop_video(path, FaceSettings(frames_per_video=3, detection=EXACT))
+    assert (crops.frames_declared, crops.frames_decoded) == (DECLARED, decoded)
+    assert crops.frames_read == 3 and crops.frames == [0, decoded // 2, decoded - 1]
+
 
 # --- geometry ------------------------------------------------------------------------------
 

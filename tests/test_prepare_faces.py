@@ -110,7 +110,7 @@ def test_shards_hold_every_frame_with_its_metadata(ffpp, prepared):
     records = _records(out)
     for entry in manifest["videos"]:
         assert entry["status"] == "ok" and entry["error"] is None and entry["seconds"] > 0
-        assert entry["frames_read"] == FRAMES
+        assert entry["frames_read"] == entry["frames_declared"] == entry["frames_decoded"] == FRAMES
         assert entry["faces"] + entry["frames_without_face"] == FRAMES
         assert entry["faces"] >= FRAMES - 1  # dlib finds the generated faces
         source = ORIGINAL if entry["method"] == ORIGINAL else entry["method"]
@@ -271,9 +271,14 @@ def test_bad_inputs_are_reported_and_the_rest_is_processed(ffpp, tmp_path):
     errors = {
         "900": "0 bytes",
         "901": "OpenCV cannot open",
-        "902": "truncated",
         "903": "No face found",
     }
+    # Truncated: not failed, its frames are taken from the 5 of 10 declared that decode.
+    truncated = entries[(ORIGINAL, "902")]
+    assert truncated["status"] == "ok" and truncated["faces"] > 0, truncated
+    assert truncated["frames_declared"] == FRAMES > truncated["frames_decoded"] > 0
+    assert truncated["frames_read"] == truncated["frames_decoded"]
+    assert "truncated" in result.stderr and f"declares {FRAMES} frames but" in result.stderr
     for video, fragment in errors.items():
         entry = entries[(ORIGINAL, video)]
         assert entry["status"] == "failed" and fragment in entry["error"], entry
