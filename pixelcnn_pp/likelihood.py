@@ -6,12 +6,18 @@ small CNN. This module restores the UBM of a run folder (`run_folder`: config.js
 and checkpoints; its Polyak-averaged weights, as the reference PixelCNN++ code
 evaluates) and turns uint8 face crops into `[N, H, W]` float32 maps (nats) and image
 log-likelihoods (their sums), with dropout off. It imports nothing of `training`.
+
+The network may compute in bfloat16 or float16 (`mixed_precision`); its output is cast
+to float32 before the discretized-logistic mixture likelihood, so the maps are always
+float32. `compare_precisions` measures how far such maps are from float32 ones.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import weakref
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -23,44 +29,73 @@ from pixelcnn_pp.distributions import pixel_log_likelihood
 from pixelcnn_pp.ema import PolyakAverage
 from pixelcnn_pp.model import images_to_model_input
 from pixelcnn_pp.run_folder import latest_checkpoint
-from pixelcnn_pp.strategies import precision_policy
+from pixelcnn_pp.strategies import MIXED_PRECISION_POLICIES, precision_policy
 
-__all__ = ["compiled_likelihood_fn", "latest_checkpoint", "likelihood_maps", "load_ubm"]
+__all__ = [
+    "batch_likelihood_fn",
+    "compare_precisions",
+    "compiled_likelihood_fn",
+    "latest_checkpoint",
+    "likelihood_maps",
+    "load_ubm",
+]
+
+# uint8 [N, H, W, 3] -> (maps float32 [N, H, W] nats, image log-likelihoods float32 [N])
+BatchLikelihoodFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 # Compiled likelihood functions per model (one trace per model and batch shape).
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def load_ubm(ubm_dir: str, checkpoint: str | None = None) -> keras.Model:
+def load_ubm(
+    ubm_dir: str,
+    checkpoint: str | None = None,
+    *,
+    mixed_precision: str = "",
+    strategy: tf.distribute.Strategy | None = None,
+) -> keras.Model:
     """Rebuilds the UBM of a train_ubm folder with its averaged (EMA) weights.
 
     Args:
       ubm_dir: the folder train_ubm wrote (config.json, checkpoints/).
       checkpoint: a specific checkpoint path; default the latest one.
+      mixed_precision: the Keras dtype policy the layers compute in: "" or "float32",
+        "mixed_bfloat16", "mixed_float16". Variables stay float32 either way, so the
+        same checkpoint restores (and fingerprints) identically.
+      strategy: a tf.distribute strategy whose scope holds the variables (e.g. a
+        MirroredStrategy: one copy per GPU); default the current one.
 
     Returns:
-      A float32 PixelCNNpp whose trainable weights are the Polyak averages; call it
-      with `training=False`. Its `ubm_config` attribute holds the UBMConfig and
-      `ubm_checkpoint` the checkpoint path.
+      A PixelCNNpp whose trainable weights are the Polyak averages; call it with
+      `training=False`. Its `ubm_config` attribute holds the UBMConfig,
+      `ubm_checkpoint` the checkpoint path and `ubm_precision` the policy name.
 
     Raises:
       FileNotFoundError: no config.json or no checkpoint ("run train_ubm first").
+      ValueError: unknown mixed-precision policy.
     """
+    if mixed_precision not in MIXED_PRECISION_POLICIES:
+        raise ValueError(
+            f"Unknown mixed precision {mixed_precision!r}: choose one of "
+            f"{', '.join(repr(p) for p in MIXED_PRECISION_POLICIES)}."
+        )
     if not os.path.isdir(ubm_dir):
         raise FileNotFoundError(f"UBM folder {ubm_dir!r} does not exist: run train_ubm first.")
     saved = run_folder.read_run_config(ubm_dir)
     config = run_folder.ubm_config_from_dict(saved["ubm"])
     path = checkpoint or latest_checkpoint(ubm_dir)
-    with precision_policy("float32"):
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope(), precision_policy(mixed_precision or "float32"):
         model = run_folder.build_model(config)
-    ema = PolyakAverage(model.trainable_variables, config.ema_decay)
-    holder = run_folder.model_variables_tracker(model)
-    status = tf.train.Checkpoint(model=holder, ema=ema).restore(path)
-    status.expect_partial().assert_existing_objects_matched()
-    ema.copy_to(model.trainable_variables)
+        ema = PolyakAverage(model.trainable_variables, config.ema_decay)
+        holder = run_folder.model_variables_tracker(model)
+        status = tf.train.Checkpoint(model=holder, ema=ema).restore(path)
+        status.expect_partial().assert_existing_objects_matched()
+        ema.copy_to(model.trainable_variables)
     model.ubm_config = config
     model.ubm_checkpoint = path
-    logging.info("Loaded UBM %s (EMA weights).", path)
+    model.ubm_precision = mixed_precision or "float32"
+    logging.info("Loaded UBM %s (EMA weights, %s).", path, model.ubm_precision)
     return model
 
 
@@ -88,13 +123,17 @@ def compiled_likelihood_fn(model: keras.Model, jit_compile: bool = False):
     """A compiled function: uint8 [B, H, W, 3] -> per-pixel log-likelihood [B, H, W].
 
     Cached per model (and XLA setting), so repeated calls reuse one trace per shape.
+    The network runs in the model's dtype policy; its output is cast to float32 so
+    the mixture likelihood (log-sum-exp over components, CDF differences of nearby
+    values) and the maps are float32 whatever the policy.
     """
     cache = _COMPILED.setdefault(model, {})
     if jit_compile not in cache:
 
         def maps(images: tf.Tensor) -> tf.Tensor:
             x = images_to_model_input(images)
-            return pixel_log_likelihood(x, model(x, training=False))
+            params = tf.cast(model(x, training=False), tf.float32)
+            return pixel_log_likelihood(x, params)
 
         cache[jit_compile] = tf.function(maps, jit_compile=jit_compile, autograph=False)
     return cache[jit_compile]
@@ -140,3 +179,104 @@ def likelihood_maps(
                 )
             maps[start : start + real] = fn(tf.constant(chunk)).numpy()[:real]
     return maps, maps.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)
+
+
+def batch_likelihood_fn(
+    model: keras.Model,
+    batch_size: int,
+    strategy: tf.distribute.Strategy | None = None,
+    *,
+    jit_compile: bool = False,
+) -> BatchLikelihoodFn:
+    """A function mapping one batch of at most `batch_size` crops, on every replica.
+
+    With the default strategy it is `likelihood_maps` (padded to `batch_size`). With a
+    MirroredStrategy (the model built in its scope, see `load_ubm`) the batch is
+    padded to a multiple of the replica count, each replica maps its consecutive
+    slice and the slices are concatenated in order, so the output order is the input's.
+
+    Returns:
+      fn(uint8 [N, H, W, 3], N <= batch_size) -> (float32 [N, H, W], float32 [N]).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return lambda images: likelihood_maps(
+            model, images, batch_size=batch_size, jit_compile=jit_compile
+        )
+    per_replica = -(-batch_size // replicas)  # ceil: every replica gets the same shape
+    fn = compiled_likelihood_fn(model, jit_compile)
+
+    def distributed(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = _validate_images(images)
+        count = images.shape[0]
+        padded = np.zeros((per_replica * replicas, *images.shape[1:]), np.uint8)
+        padded[:count] = images
+
+        def slice_for(context: tf.distribute.InputContext) -> tf.Tensor:
+            start = context.replica_id_in_sync_group * per_replica
+            return tf.constant(padded[start : start + per_replica])
+
+        values = strategy.experimental_distribute_values_from_function(slice_for)
+        outputs = strategy.experimental_local_results(strategy.run(fn, args=(values,)))
+        maps = np.concatenate([o.numpy() for o in outputs])[:count]
+        return maps, maps.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)
+
+    return distributed
+
+
+def _images_per_second(fn: BatchLikelihoodFn, images: np.ndarray, batch_size: int) -> float:
+    fn(images[:batch_size])  # trace and warm up outside the timing
+    start = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        fn(images[i : i + batch_size])
+    return len(images) / (time.perf_counter() - start)
+
+
+def compare_precisions(
+    ubm_dir: str,
+    images: np.ndarray,
+    mixed_precision: str = "mixed_bfloat16",
+    batch_size: int = 64,
+) -> dict[str, float | int | str]:
+    """How far the maps of a mixed-precision UBM are from float32 maps, and speeds.
+
+    Loads the UBM twice (float32 and `mixed_precision`), maps the same crops with both
+    and times each (one warm-up batch first).
+
+    Args:
+      ubm_dir: a train_ubm folder.
+      images: uint8 [N, H, W, 3] crops.
+      mixed_precision: "mixed_bfloat16" or "mixed_float16".
+      batch_size: crops per forward pass.
+
+    Returns:
+      {"precision", "images", "batch_size", "mean_abs_diff_nats", "max_abs_diff_nats"
+       (per pixel, over all maps), "mean_abs_diff_image_loglik_nats" (per image),
+       "mean_image_loglik_float32", "images_per_s_float32", "images_per_s_mixed"}.
+    """
+    images = _validate_images(images)
+    results = {}
+    for policy in ("float32", mixed_precision):
+        model = load_ubm(ubm_dir, mixed_precision=policy)
+        fn = batch_likelihood_fn(model, batch_size)
+        speed = _images_per_second(fn, images, batch_size)
+        results[policy] = (likelihood_maps(model, images, batch_size), speed)
+    (maps32, lls32), speed32 = results["float32"]
+    (maps_mixed, lls_mixed), speed_mixed = results[mixed_precision]
+    diff = np.abs(maps_mixed.astype(np.float64) - maps32)
+    return {
+        "precision": mixed_precision,
+        "images": int(images.shape[0]),
+        "batch_size": batch_size,
+        "mean_abs_diff_nats": float(diff.mean()),
+        "max_abs_diff_nats": float(diff.max()),
+        "mean_abs_diff_image_loglik_nats": float(
+            np.abs(lls_mixed - lls32.astype(np.float64)).mean()
+        ),
+        "mean_image_loglik_float32": float(lls32.mean()),
+        "images_per_s_float32": speed32,
+        "images_per_s_mixed": speed_mixed,
+    }

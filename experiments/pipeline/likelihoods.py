@@ -12,15 +12,20 @@ order, each keeping every face feature and gaining `loglik_map` and `image_logli
 (schema: `data_prep.likelihood_records`). Crops of consecutive videos
 share full batches; each output shard is written atomically once its video is done,
 so a re-run skips finished videos and redoes at most the batch in flight.
-`config.json` (written first) records the UBM's weight fingerprint, so maps from two
-different UBMs are never mixed in one folder; `manifest.json` has the counts.
+`config.json` (written first) records the UBM's weight fingerprint and the precision
+the network computed in, so maps from two different UBMs or precisions are never mixed
+in one folder; `manifest.json` has the counts. Input: a tf.data pipeline (shards
+read and validated ahead, crops batched across videos, prefetch); every local GPU
+maps a slice of each batch (MirroredStrategy) when there are several.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +40,7 @@ from data_prep.files import read_json, write_json_atomically
 from experiments.configs.base import ExperimentConfig
 from experiments.pipeline.workdir import CONFIG_FILE, MANIFEST_FILE, SHARD_SUFFIX, Workdir
 from pixelcnn_pp import likelihood
+from pixelcnn_pp.config import MIXED_PRECISION_POLICIES
 
 # images uint8 [N, H, W, 3] -> (maps float32 [N, H, W] nats, image log-lik float32 [N])
 LikelihoodFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -112,94 +118,217 @@ def _check_outputs(images: np.ndarray, maps: np.ndarray, lls: np.ndarray) -> Non
         )
 
 
-class _Batcher:
-    """Feeds crops of consecutive videos to the UBM in full batches, writes finished videos.
+_IMAGE_SPEC = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "image_size": tf.io.FixedLenFeature([2], tf.int64),
+}
 
-    Crops wait in a queue until `batch_size` of them are there, so no batch is padded
-    except the very last one; a video's shard is written as soon as all its crops have
-    their maps.
+
+def read_shard_records(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """The serialised examples of one face shard, validated, and their crop size.
+
+    Reads the whole shard (TFRecord framing and checksums) and parses every crop's
+    size, so a corrupt shard fails here, with its own message, before any of its
+    crops enters the input pipeline (where an error would end the whole stream).
+
+    Returns:
+      (object array [N] of bytes, (height, width) of every crop, or None when N = 0).
+
+    Raises:
+      tf.errors.OpError: the file is not a readable TFRecord file.
+      ValueError: a record is not a face example, or the crops differ in size.
+    """
+    chunks = [batch for batch in tf.data.TFRecordDataset(path).batch(1024).as_numpy_iterator()]
+    records = np.concatenate(chunks) if chunks else np.empty([0], object)
+    if not len(records):
+        return records, None
+    try:
+        parsed = tf.io.parse_example(records, _IMAGE_SPEC)
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError(f"not a face-crop example ({e.message.splitlines()[0]})") from e
+    sizes = parsed["image_size"].numpy()
+    if (sizes != sizes[0]).any():
+        raise ValueError("crops of different sizes in one shard")
+    height, width = (int(v) for v in sizes[0])
+    lengths = tf.strings.length(parsed["image"]).numpy()
+    if (lengths != height * width * 3).any():
+        raise ValueError(f"a crop's pixel bytes do not match its size {height}x{width}")
+    return records, (height, width)
+
+
+def _decode_batch(index: tf.Tensor, raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """[B] shard indices and serialised faces -> (indices, uint8 [B, H, W, 3], raw)."""
+    parsed = tf.io.parse_example(raw, _IMAGE_SPEC)
+    size = tf.cast(parsed["image_size"][0], tf.int32)  # one size per run (validated)
+    pixels = tf.io.decode_raw(parsed["image"], tf.uint8)
+    images = tf.reshape(pixels, tf.concat([[-1], size, [3]], axis=0))
+    return index, images, raw
+
+
+class _ShardReader:
+    """Reads and validates face shards ahead, in order, on a few threads.
+
+    Iterating yields (task index int32 [N], serialised faces [N]) per good non-empty
+    shard. Every shard that passes (empty ones too) is appended to `entered` with its
+    crop count before any of its crops is yielded, so the consumer, which sees crops in
+    order, knows how many results complete each video; bad shards go to `bad`.
     """
 
-    def __init__(self, likelihood_fn: LikelihoodFn, batch_size: int):
-        self.likelihood_fn = likelihood_fn
-        self.batch_size = batch_size
-        self.pending: collections.deque = collections.deque()  # (task, faces), in order
-        self.waiting: list[np.ndarray] = []  # images without maps yet, in queue order
-        self.done: list[tuple[np.ndarray, float]] = []  # (map, image log-lik), in order
-        self.shards_written = 0
-        self.frames_written = 0
+    def __init__(self, tasks: list[ShardTask], readers: int, readahead: int):
+        self.tasks = tasks
+        self.readers = readers
+        self.readahead = max(readahead, readers)
+        self.entered: collections.deque = collections.deque()  # (task, crop count)
+        self.bad: list[dict[str, str]] = []
+        self.crop_size: tuple[int, int] | None = None
 
-    def add(self, task: ShardTask, faces: list[face_records.FaceExample]) -> None:
-        self.pending.append((task, faces))
-        self.waiting.extend(f.image for f in faces)
-        while len(self.waiting) >= self.batch_size:
-            self._compute(self.batch_size)
-        self._write_ready()
+    def _skip(self, task: ShardTask, error: str) -> None:
+        logging.error("Skipping unreadable face shard %s: %s", task.face_shard, error)
+        self.bad.append({"shard": task.face_shard, "error": error})
 
-    def finish(self) -> None:
-        if self.waiting:
-            self._compute(len(self.waiting))
-        self._write_ready()
+    def __call__(self):
+        with concurrent.futures.ThreadPoolExecutor(self.readers) as pool:
+            window: collections.deque = collections.deque()
+            upcoming = iter(enumerate(self.tasks))
+            for index, task in itertools.islice(upcoming, self.readahead):
+                window.append((index, task, pool.submit(read_shard_records, task.face_shard)))
+            while window:
+                index, task, future = window.popleft()
+                for nxt, nxt_task in itertools.islice(upcoming, 1):
+                    window.append(
+                        (nxt, nxt_task, pool.submit(read_shard_records, nxt_task.face_shard))
+                    )
+                try:
+                    records, size = future.result()
+                except tf.errors.OpError as e:
+                    self._skip(task, e.message)
+                    continue
+                except ValueError as e:
+                    self._skip(task, str(e))
+                    continue
+                if size is not None:
+                    if self.crop_size is None:
+                        self.crop_size = size
+                    elif size != self.crop_size:
+                        self._skip(
+                            task,
+                            f"crops of {size[0]}x{size[1]}, but the earlier shards' are "
+                            f"{self.crop_size[0]}x{self.crop_size[1]}: one crop size per run",
+                        )
+                        continue
+                self.entered.append((task, len(records)))
+                if len(records):
+                    yield np.full(len(records), index, np.int32), records
 
-    def _compute(self, count: int) -> None:
-        images = np.stack(self.waiting[:count])
-        del self.waiting[:count]
-        maps, lls = self.likelihood_fn(images)
-        maps, lls = np.asarray(maps, np.float32), np.asarray(lls, np.float32)
-        _check_outputs(images, maps, lls)
-        self.done.extend(zip(maps, lls.tolist(), strict=True))
 
-    def _write_ready(self) -> None:
-        while self.pending and len(self.pending[0][1]) <= len(self.done):
-            task, faces = self.pending.popleft()
-            results, self.done = self.done[: len(faces)], self.done[len(faces) :]
-            records = [
-                likelihood_records.serialize_likelihood(face, loglik_map, loglik)
-                for face, (loglik_map, loglik) in zip(faces, results, strict=True)
-            ]
-            files.write_shard_atomically(task.output_shard, records)
-            self.shards_written += 1
-            self.frames_written += len(records)
+def _serialize_video(raws: list[bytes], maps: list[np.ndarray], lls: list[float]) -> list[bytes]:
+    # The face is re-parsed and re-serialised as before, so records are unchanged.
+    return [
+        likelihood_records.serialize_likelihood(face_records.parse_face_numpy(raw), m, ll)
+        for raw, m, ll in zip(raws, maps, lls, strict=True)
+    ]
 
 
 def extract_all(
     tasks: list[ShardTask],
     likelihood_fn: LikelihoodFn,
     batch_size: int = 64,
+    *,
+    readers: int = 4,
+    readahead: int = 8,
 ) -> dict[str, Any]:
     """Writes the likelihood shard of every task whose output does not exist yet.
 
-    Crops of consecutive videos share batches of exactly `batch_size` (only the last
-    batch is smaller), so short videos still fill the accelerator. A face shard that
-    cannot be read or whose crops differ in size is logged, counted and skipped.
+    A tf.data pipeline streams the face shards in order (read and validated ahead on
+    `readers` threads, at most `readahead` shards held), batches their crops across
+    videos and decodes each batch in parallel while the UBM maps the previous one
+    (prefetch). Batches hold exactly `batch_size` crops (only the last is smaller), so
+    short videos still fill the accelerator. A writer thread serialises and writes each
+    video's shard atomically as soon as all its crops have maps. A face shard that
+    cannot be read, or whose crops differ in size, is logged, counted and skipped
+    before it enters the pipeline. Memory: the shards read ahead, a few batches, and
+    the crops of the videos in flight.
+
+    Args:
+      tasks: the shards, in order (`plan_shards`).
+      likelihood_fn: uint8 [N, H, W, 3], N <= batch_size -> (float32 [N, H, W] maps,
+        float32 [N] image log-likelihoods).
+      batch_size: crops per call of `likelihood_fn`.
+      readers: threads reading and validating face shards.
+      readahead: shards read ahead of the one being batched.
 
     Returns:
       {"written": shards written, "skipped_complete": shards already there,
        "frames_written": crops processed, "bad_shards": [{"shard", "error"}]}.
     """
     todo = [t for t in tasks if not os.path.exists(t.output_shard)]
-    bad_shards = []
     if len(todo) < len(tasks):
         logging.info("%d of %d videos already done; resuming.", len(tasks) - len(todo), len(tasks))
-    batcher = _Batcher(likelihood_fn, batch_size)
-    progress = tqdm(todo, desc="likelihood maps", unit="video")
-    for task in progress:
-        try:
-            faces = read_faces(task.face_shard)
-            if len({f.image.shape for f in faces}) > 1:
-                raise ValueError("crops of different sizes in one shard")
-        except (tf.errors.OpError, ValueError) as e:
-            logging.error("Skipping unreadable face shard %s: %s", task.face_shard, e)
-            bad_shards.append({"shard": task.face_shard, "error": str(e)})
-            continue
-        batcher.add(task, faces)
-        progress.set_postfix(frames=batcher.frames_written)
-    batcher.finish()
+    reader = _ShardReader(todo, readers, readahead)
+    dataset = (
+        tf.data.Dataset.from_generator(
+            reader,
+            output_signature=(
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None], tf.string),
+            ),
+        )
+        .unbatch()
+        .batch(batch_size)
+        .map(_decode_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(2)
+    )
+    progress = tqdm(total=len(todo), desc="likelihood maps", unit="video")
+    stats = {"written": 0, "frames_written": 0}
+    # Crops with maps whose video is not complete yet: (raw, map, image log-lik), in order.
+    raws: list[bytes] = []
+    maps_done: list[np.ndarray] = []
+    lls_done: list[float] = []
+    writes: collections.deque = collections.deque()
+
+    def settle(limit: int) -> None:
+        while len(writes) > limit:
+            count = writes.popleft().result()  # re-raises a failed write
+            stats["written"] += 1
+            stats["frames_written"] += count
+            progress.update(1)
+            progress.set_postfix(frames=stats["frames_written"])
+
+    def write_ready(pool: concurrent.futures.Executor) -> None:
+        nonlocal raws, maps_done, lls_done
+        while reader.entered and reader.entered[0][1] <= len(raws):
+            task, count = reader.entered.popleft()
+            chunk = (raws[:count], maps_done[:count], lls_done[:count])
+            raws, maps_done, lls_done = raws[count:], maps_done[count:], lls_done[count:]
+            writes.append(
+                pool.submit(
+                    lambda t, c: files.write_shard_atomically(t.output_shard, _serialize_video(*c)),
+                    task,
+                    chunk,
+                )
+            )
+        settle(limit=4)  # a few videos may wait for the writer, not all of them
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        for _, images, raw in dataset.as_numpy_iterator():
+            maps, lls = likelihood_fn(images)
+            maps, lls = np.asarray(maps, np.float32), np.asarray(lls, np.float32)
+            _check_outputs(images, maps, lls)
+            raws.extend(raw.tolist())
+            maps_done.extend(maps)
+            lls_done.extend(lls.tolist())
+            write_ready(pool)
+        write_ready(pool)
+        settle(limit=0)
+    progress.update(len(reader.bad))
+    progress.close()
+    if raws or reader.entered:
+        raise RuntimeError("Likelihood maps left over after the last video: a bug.")
     return {
-        "written": batcher.shards_written,
+        "written": stats["written"],
         "skipped_complete": len(tasks) - len(todo),
-        "frames_written": batcher.frames_written,
-        "bad_shards": bad_shards,
+        "frames_written": stats["frames_written"],
+        "bad_shards": reader.bad,
     }
 
 
@@ -237,11 +366,16 @@ def summarize(output_dir: str) -> dict[str, Any]:
     return dict(summary)
 
 
+def _precision_name(policy: str | None) -> str:
+    return policy or "float32"  # "" and older folders without the key: float32
+
+
 def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
-    """Writes `config.json` first, refusing to mix maps of two different UBMs.
+    """Writes `config.json` first, refusing to mix maps of two UBMs or two precisions.
 
     Raises:
-      ValueError: the folder already holds maps made with other UBM weights.
+      ValueError: the folder already holds maps made with other UBM weights, or with
+        the network in another precision (`mixed_precision`).
     """
     path = os.path.join(output_dir, CONFIG_FILE)
     previous = read_json(path)
@@ -251,7 +385,25 @@ def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
             f"{previous.get('ubm_fingerprint')}, now {config['ubm_fingerprint']}): use a new "
             "--workdir, or delete that folder to recompute every map."
         )
+    if previous:
+        before = _precision_name(previous.get("mixed_precision"))
+        now = _precision_name(config.get("mixed_precision"))
+        if before != now:
+            raise ValueError(
+                f"{output_dir!r} holds likelihood maps computed in {before}, but this run "
+                f"computes in {now}: maps of two precisions must not be mixed. Re-run with "
+                f"--mixed_precision={before}, use a new "
+                "--workdir, or delete that folder to recompute every map."
+            )
     write_json_atomically(path, config)
+
+
+def make_strategy() -> tf.distribute.Strategy:
+    """Every local GPU (MirroredStrategy) when there are several, else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
+    return tf.distribute.get_strategy()
 
 
 def extract_likelihoods(
@@ -260,6 +412,7 @@ def extract_likelihoods(
     ubm_dir: str | None = None,
     faces_dir: str | None = None,
     batch_size: int = 64,
+    mixed_precision: str = "",
 ) -> dict[str, Any]:
     """The `extract_likelihoods` stage: loads the UBM and maps every face crop.
 
@@ -270,20 +423,30 @@ def extract_likelihoods(
         workdir's `ubm/`.
       faces_dir: the folder prepare_faces wrote (`<split>/<source>/<video>.tfrecord`);
         None: the workdir's `faces/`.
-      batch_size: crops per forward pass.
+      batch_size: crops per forward pass, over all GPUs together (split evenly among
+        them when there are several).
+      mixed_precision: the network's dtype policy: "" or "float32", "mixed_bfloat16",
+        "mixed_float16"; the mixture likelihood and the maps stay float32.
 
     Returns:
       The manifest written to `likelihoods/manifest.json`: the UBM and faces folders,
-      the UBM fingerprint, `shards_total`, `last_run` (what this invocation did, see
-      `extract_all`) and `counts` (per split and source, all shards).
+      the UBM fingerprint, the precision, `shards_total`, `last_run` (what this
+      invocation did, see `extract_all`) and `counts` (per split and source, all shards).
 
     Raises:
       FileNotFoundError: no UBM checkpoint in `ubm_dir`, or no face shards.
-      ValueError: bad batch size, or the output folder holds maps of another UBM.
+      ValueError: bad batch size or precision, or the output folder holds maps of
+        another UBM or another precision.
       PermissionError: the output folder cannot be written.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if mixed_precision not in MIXED_PRECISION_POLICIES:
+        raise ValueError(
+            f"Unknown mixed_precision {mixed_precision!r}: choose one of "
+            f"{', '.join(repr(p) for p in MIXED_PRECISION_POLICIES)}."
+        )
+    precision = _precision_name(mixed_precision)
     ubm_dir = ubm_dir or workdir.ubm
     faces_dir = faces_dir or workdir.faces
     output_dir = workdir.likelihoods
@@ -294,7 +457,8 @@ def extract_likelihoods(
             "(python -m experiments.train_ubm), or point --ubm_dir at the `ubm` folder it wrote."
         )
     files.check_writable(output_dir)
-    model = likelihood.load_ubm(ubm_dir)
+    strategy = make_strategy()
+    model = likelihood.load_ubm(ubm_dir, mixed_precision=precision, strategy=strategy)
     fingerprint = model_fingerprint([np.asarray(w) for w in model.weights])
     prepare_output(
         output_dir,
@@ -304,18 +468,26 @@ def extract_likelihoods(
             "ubm_fingerprint": fingerprint,
             "faces_dir": faces_dir,
             "batch_size": batch_size,
+            "mixed_precision": precision,
+            "replicas": strategy.num_replicas_in_sync,
             "units": "nats per pixel, RGB joint; image_loglik = sum of the map",
         },
     )
-    logging.info("UBM %s (weights %s): %d face shards.", ubm_dir, fingerprint, len(tasks))
-
-    def likelihood_fn(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return likelihood.likelihood_maps(model, images, batch_size=batch_size)
-
+    logging.info(
+        "UBM %s (weights %s, %s, %d replica(s), batch %d): %d face shards.",
+        ubm_dir,
+        fingerprint,
+        precision,
+        strategy.num_replicas_in_sync,
+        batch_size,
+        len(tasks),
+    )
+    likelihood_fn = likelihood.batch_likelihood_fn(model, batch_size, strategy)
     stats = extract_all(tasks, likelihood_fn, batch_size=batch_size)
     manifest = {
         "ubm_dir": ubm_dir,
         "ubm_fingerprint": fingerprint,
+        "mixed_precision": precision,
         "faces_dir": faces_dir,
         "shards_total": len(tasks),
         "last_run": stats,  # this invocation; `counts` covers every finished shard
