@@ -19,13 +19,14 @@ CONFIG ?= smoke
 WORKDIR ?= workdir/$(CONFIG)
 # Devices and sizes (empty = the config's): STRATEGY default|mirrored|multiworker,
 # PRECISION float32|mixed_bfloat16|mixed_float16, XLA 0|1, UBM_BATCH_SIZE (global),
-# EXTRACT_BATCH_SIZE, ALLOW_CPU=1 (full-size UBM without a GPU).
+# EXTRACT_BATCH_SIZE, ALLOW_CPU=1 (full-size UBM without a GPU), DETECTION fast|exact.
 STRATEGY ?=
 PRECISION ?=
 XLA ?=
 UBM_BATCH_SIZE ?=
 EXTRACT_BATCH_SIZE ?=
 ALLOW_CPU ?=
+DETECTION ?=
 # Real videos for `make bench` (face extraction speed).
 TALKING_HEADS ?= ../shared/data/talking_heads
 
@@ -70,7 +71,7 @@ reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \
 		CONFIG="$(CONFIG)" WORKDIR="$(WORKDIR)" PYTHON="$(PY)" STRATEGY="$(STRATEGY)" \
 		PRECISION="$(PRECISION)" XLA="$(XLA)" UBM_BATCH_SIZE="$(UBM_BATCH_SIZE)" \
-		EXTRACT_BATCH_SIZE="$(EXTRACT_BATCH_SIZE)" ALLOW_CPU="$(ALLOW_CPU)" \
+		EXTRACT_BATCH_SIZE="$(EXTRACT_BATCH_SIZE)" ALLOW_CPU="$(ALLOW_CPU)" DETECTION="$(DETECTION)" \
 		bash experiments/reproduce.sh
 
 clean:

@@ -18,6 +18,7 @@
 #                       scales linearly with it, see train_ubm)
 #   EXTRACT_BATCH_SIZE  crops per forward pass of extract_likelihoods
 #   ALLOW_CPU    1: run a full-size UBM even where TensorFlow sees no GPU
+#   DETECTION    fast or exact (the FF++ reference detector on every sample): prepare_faces
 # Every stage skips work it has finished, so running this again after an interruption
 # continues where it stopped.
 set -euo pipefail
@@ -36,6 +37,7 @@ XLA="${XLA:-}"
 UBM_BATCH_SIZE="${UBM_BATCH_SIZE:-}"
 EXTRACT_BATCH_SIZE="${EXTRACT_BATCH_SIZE:-}"
 ALLOW_CPU="${ALLOW_CPU:-}"
+DETECTION="${DETECTION:-}"
 # TF_CPP_MIN_LOG_LEVEL: the binaries mute TensorFlow's C++ start-up noise themselves
 # (experiments/pipeline/devices.py) unless it is set here.
 
@@ -56,6 +58,9 @@ case "$PRECISION" in "" | float32 | mixed_bfloat16 | mixed_float16) ;;
   *) die "PRECISION must be float32, mixed_bfloat16 or mixed_float16 (or empty for the config's), got '$PRECISION'." ;;
 esac
 case "$XLA" in "" | 0 | 1) ;; *) die "XLA must be 1 or 0 (or empty for the config's), got '$XLA'." ;; esac
+case "$DETECTION" in "" | fast | exact) ;;
+  *) die "DETECTION must be fast or exact (or empty for the config's), got '$DETECTION'." ;;
+esac
 case "$ALLOW_CPU" in "" | 0 | 1) ;; *) die "ALLOW_CPU must be 1 or 0, got '$ALLOW_CPU'." ;; esac
 for name in UBM_BATCH_SIZE EXTRACT_BATCH_SIZE; do
   value="${!name}"
@@ -65,8 +70,10 @@ done
 
 # Each stage's device and size flags (only those set; the binaries record them in
 # their config.json).
+FACE_FLAGS=()
 UBM_FLAGS=()
 EXTRACT_FLAGS=()
+[ -z "$DETECTION" ] || FACE_FLAGS+=(--detection="$DETECTION")
 [ -z "$STRATEGY" ] || UBM_FLAGS+=(--strategy="$STRATEGY")
 [ -z "$PRECISION" ] || { UBM_FLAGS+=(--mixed_precision="$PRECISION"); EXTRACT_FLAGS+=(--mixed_precision="$PRECISION"); }
 [ "$XLA" != 1 ] || UBM_FLAGS+=(--xla)
@@ -102,6 +109,7 @@ else
 fi
 log "stage 1/6: face crops"
 "$PYTHON" -m experiments.prepare_faces "${COMMON[@]}" --workers="$WORKERS" "${DATASET[@]}" \
+  ${FACE_FLAGS[@]+"${FACE_FLAGS[@]}"} \
   || faces_status=$?
 # 3: the stage ran, but some videos failed or folders were missing; go on with the rest
 # (the tables mark a method without data as missing). Anything else stops here.

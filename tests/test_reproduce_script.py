@@ -35,6 +35,7 @@ def _reproduce(tmp_path, **env: str) -> subprocess.CompletedProcess:
         ({"UBM_BATCH_SIZE": "0"}, "UBM_BATCH_SIZE must be a positive whole number"),
         ({"EXTRACT_BATCH_SIZE": "64x"}, "EXTRACT_BATCH_SIZE must be a positive whole number"),
         ({"ALLOW_CPU": "yes"}, "ALLOW_CPU must be 1 or 0"),
+        ({"DETECTION": "slow"}, "DETECTION must be fast or exact"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, env, message):
@@ -59,6 +60,7 @@ def test_make_passes_the_device_variables_to_the_stages():
             "UBM_BATCH_SIZE=64",
             "EXTRACT_BATCH_SIZE=512",
             "ALLOW_CPU=1",
+            "DETECTION=exact",
             "VENV=.venv",
         ],
         cwd=PROJECT_ROOT,
@@ -73,6 +75,7 @@ def test_make_passes_the_device_variables_to_the_stages():
         'UBM_BATCH_SIZE="64"',
         'EXTRACT_BATCH_SIZE="512"',
         'ALLOW_CPU="1"',
+        'DETECTION="exact"',
     ):
         assert setting in shown.stdout
 
@@ -92,6 +95,7 @@ def test_stages_get_the_device_flags(tmp_path):
         UBM_BATCH_SIZE="64",
         EXTRACT_BATCH_SIZE="512",
         ALLOW_CPU="1",
+        DETECTION="exact",
     )
     calls = {line.split()[1]: line.split()[2:] for line in log.read_text().splitlines()}
     assert calls["experiments.train_ubm"][2:] == [
@@ -101,6 +105,7 @@ def test_stages_get_the_device_flags(tmp_path):
         "--batch_size=64",
         "--allow_cpu",
     ]
+    assert calls["experiments.prepare_faces"][-1] == "--detection=exact"
     assert calls["experiments.extract_likelihoods"][2:] == [
         "--mixed_precision=mixed_bfloat16",
         "--batch_size=512",
