@@ -1,12 +1,19 @@
-"""Likelihood records to in-memory arrays for the detector.
+"""Likelihood records for the detector: streamed with tf.data, or loaded into arrays.
 
 Reads the shards of the `extract_likelihoods` stage
 (`LIKELIHOODS/<split>/<source>/<video>.tfrecord`, schema
-`data_prep.likelihood_records`) into a `LikelihoodSet`: the maps and, per map, the
-metadata the protocols and metrics need. Split, method and label come from the
-records themselves, not from folder names, so every check on the training data is a
-check on what the classifier is actually given. The paper's setting (1,000 real and
-4,000 fake videos, 32 frames each, 64x64 float32 maps) needs about 2.6 GB.
+`data_prep.likelihood_records`). Split, method and label come from the records
+themselves, not from folder names, so every check on the training data is a check on
+what the classifier is actually given.
+
+- Streamed (the detection stage): `scan_folders` reads every folder once and keeps
+  only counts, the videos and the running mean/variance of the maps (`MapScan`, for
+  the standardisation, the class weights, the protocol checks and the map-size check
+  before any training); `stream_maps` then yields the maps folder by folder, never
+  holding more than a tf.data buffer. Memory does not grow with the number of maps.
+- In memory (`load_likelihoods` -> `LikelihoodSet`): for small sets, tests and
+  figures. The paper's setting (1,000 real and 4,000 fake videos, 32 frames each, 64x64
+  float32 maps) would need about 2.6 GB.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from data_prep import files, likelihood_records
 from data_prep.methods import order_methods
 
 SHARD_SUFFIX = ".tfrecord"
+_SCAN_BATCH = 512  # maps per batch of the statistics pass: 16 MiB of float64 values
+_INTERLEAVE = 32  # shards read in turn while training (open readers: 256 KiB each)
 # LikelihoodSet field <- (likelihood-record feature, NumPy dtype), for every field but maps.
 _RECORD_COLUMNS: dict[str, tuple[str, type]] = {
     "labels": ("label", np.int64),
@@ -160,11 +169,7 @@ def _load_shards(shards: list[str], map_size: int) -> LikelihoodSet:
     for batch in dataset.batch(2048):
         sizes = batch["map_size"].numpy()
         if np.any(sizes != map_size):
-            raise ValueError(
-                f"Likelihood maps of mismatched size: {_find_bad_map_shard(shards, map_size)}, "
-                f"but the detector expects {map_size}x{map_size}. Extract all maps with the "
-                "same crop size (prepare_faces' 64x64), or set the detector's map size."
-            )
+            raise _size_error(shards, map_size)
         raw = batch["loglik_map"].numpy()
         parts["maps"].append(
             np.frombuffer(b"".join(raw), "<f4").reshape(len(raw), map_size, map_size)
@@ -174,6 +179,249 @@ def _load_shards(shards: list[str], map_size: int) -> LikelihoodSet:
     if not parts["maps"]:
         return empty_set(map_size)
     return LikelihoodSet(**{k: np.concatenate(v) for k, v in parts.items()})
+
+
+def _size_error(shards: Sequence[str], map_size: int) -> ValueError:
+    return ValueError(
+        f"Likelihood maps of mismatched size: {_find_bad_map_shard(shards, map_size)}, "
+        f"but the detector expects {map_size}x{map_size}. Extract all maps with the "
+        "same crop size (prepare_faces' 64x64), or set the detector's map size."
+    )
+
+
+@dataclasses.dataclass
+class MapScan:
+    """What one streaming pass over some likelihood maps learnt, without the maps.
+
+    count: maps; label_counts: int64 [2] (real, fake); videos: {method: set of
+    videos}; frames: {method: maps}; kinds: the distinct (split, method, label) of the
+    records; mean, m2: running mean and sum of squared deviations of all map values
+    (float64, combined batch by batch with Chan et al.'s parallel formula, which keeps
+    full precision where E[x^2] - E[x]^2 would cancel); values: map values seen.
+    """
+
+    count: int = 0
+    label_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2, np.int64))
+    videos: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    frames: dict[str, int] = dataclasses.field(default_factory=dict)
+    kinds: set[tuple[str, str, int]] = dataclasses.field(default_factory=set)
+    mean: float = 0.0
+    m2: float = 0.0
+    values: int = 0
+
+    def add_moments(self, values: int, mean: float, m2: float) -> None:
+        """Merges the moments of `values` more map values into the running ones."""
+        if values == 0:
+            return
+        total = self.values + values
+        delta = mean - self.mean
+        self.mean += delta * values / total
+        self.m2 += m2 + delta * delta * self.values * values / total
+        self.values = total
+
+    def merge(self, other: MapScan) -> None:
+        """Adds the maps of `other` (another scan) to this one."""
+        self.count += other.count
+        self.label_counts = self.label_counts + other.label_counts
+        for method, videos in other.videos.items():
+            self.videos.setdefault(method, set()).update(videos)
+            self.frames[method] = self.frames.get(method, 0) + other.frames[method]
+        self.kinds |= other.kinds
+        self.add_moments(other.values, other.mean, other.m2)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of the map values (0 where none)."""
+        return float(np.sqrt(self.m2 / self.values)) if self.values else 0.0
+
+    def composition(self) -> dict[str, dict[str, int]]:
+        """{source: {"videos", "frames"}}, as `LikelihoodSet.composition`."""
+        return {
+            m: {"videos": len(self.videos[m]), "frames": self.frames[m]}
+            for m in sorted(self.frames)
+        }
+
+    def kinds_set(self) -> LikelihoodSet:
+        """One example per distinct (split, method, label), without maps ([K, 0, 0]).
+
+        Enough for the set-membership checks of `classifier.protocols` (splits,
+        sources, labels against sources, both classes present): they then hold for
+        every record the scan read.
+        """
+        rows = sorted(self.kinds)
+        n = len(rows)
+        return LikelihoodSet(
+            maps=np.zeros((n, 0, 0), np.float32),
+            labels=np.array([r[2] for r in rows], np.int64),
+            methods=np.array([r[1] for r in rows], str),
+            videos=np.array([""] * n, str),
+            frames=np.zeros(n, np.int64),
+            splits=np.array([r[0] for r in rows], str),
+            image_loglik=np.zeros(n, np.float32),
+        )
+
+
+def combine_scans(scans: Iterable[MapScan]) -> MapScan:
+    """One MapScan of all the maps of `scans`."""
+    total = MapScan()
+    for scan in scans:
+        total.merge(scan)
+    return total
+
+
+def folder_shards(likelihoods_dir: str, split: str, source: str) -> list[str]:
+    """The sorted shards of `<split>/<source>/` ([] where the folder has none)."""
+    pattern = os.path.join(likelihoods_dir, split, source, "*" + SHARD_SUFFIX)
+    try:
+        return files.list_shards(pattern)
+    except FileNotFoundError:
+        return []
+
+
+def _scan_shards(shards: list[str], split: str, source: str, map_size: int) -> MapScan:
+    scan = MapScan()
+    dataset = tf.data.TFRecordDataset(shards).map(
+        likelihood_records.parse_map_features, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    for batch in dataset.batch(_SCAN_BATCH).prefetch(1):
+        sizes = batch["map_size"].numpy()
+        if np.any(sizes != map_size):
+            raise _size_error(shards, map_size)
+        splits = batch["split"].numpy().astype(str)
+        methods = batch["method"].numpy().astype(str)
+        labels = batch["label"].numpy().astype(np.int64)
+        videos = batch["video"].numpy().astype(str)
+        # The folder's records only, as a protocol's selection by record split and
+        # method would take them (`classifier.protocols.select`).
+        keep = (splits == split) & (methods == source)
+        if not np.all(keep):
+            logging.warning(
+                "%s/%s: %d records of another split or method; left out.",
+                split,
+                source,
+                int(np.sum(~keep)),
+            )
+        if not np.any(keep):
+            continue
+        raw = [r for r, k in zip(batch["loglik_map"].numpy(), keep, strict=True) if k]
+        maps = np.frombuffer(b"".join(raw), "<f4").astype(np.float64)
+        batch_mean = float(maps.mean())
+        scan.add_moments(maps.size, batch_mean, float(np.sum((maps - batch_mean) ** 2)))
+        labels = labels[keep]
+        scan.count += len(labels)
+        scan.label_counts += np.bincount(labels, minlength=2)[:2]
+        scan.videos.setdefault(source, set()).update(videos[keep].tolist())
+        scan.frames[source] = scan.frames.get(source, 0) + len(labels)
+        scan.kinds |= {(split, source, int(label)) for label in np.unique(labels)}
+    return scan
+
+
+def scan_folders(
+    likelihoods_dir: str,
+    sources: Sequence[str] | None = None,
+    map_size: int = 64,
+) -> dict[tuple[str, str], MapScan]:
+    """Reads every `<split>/<source>/` folder once, keeping statistics, not maps.
+
+    Every map of every folder read is checked for its size before anything uses it,
+    so a tree of mixed map sizes fails here, before any training.
+
+    Args:
+      likelihoods_dir: the folder extract_likelihoods wrote.
+      sources: the source folders to read (None: all found); absent ones are skipped.
+      map_size: the expected map side.
+
+    Returns:
+      {(split, source): MapScan of that folder's records of that split and method}.
+
+    Raises:
+      FileNotFoundError: `likelihoods_dir` holds no likelihood shards at all.
+      ValueError: a map has another size than map_size x map_size.
+    """
+    found = available_sources(likelihoods_dir)
+    if not found:
+        raise _no_likelihoods(likelihoods_dir)
+    scans = {}
+    for split in sorted(found):
+        for source in found[split]:
+            if sources is not None and source not in sources:
+                continue
+            shards = folder_shards(likelihoods_dir, split, source)
+            scans[(split, source)] = _scan_shards(shards, split, source, map_size)
+    logging.info(
+        "Scanned %d likelihood maps in %s.", sum(s.count for s in scans.values()), likelihoods_dir
+    )
+    return scans
+
+
+def stream_maps(
+    likelihoods_dir: str,
+    split: str,
+    sources: Sequence[str],
+    map_size: int = 64,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """The maps of `<split>/<source>/` for `sources`, streamed, one example at a time.
+
+    Records of another split or method than their folder are left out (as
+    `scan_folders` leaves them out of its counts).
+
+    Args:
+      likelihoods_dir, split, sources: the folders to read (absent ones skipped).
+      map_size: the map side (checked by `scan_folders` beforehand).
+      shuffle_seed: None: folder by folder, shards in sorted order (for scoring:
+        `predictions.csv` rows in (source, video, frame) order). An int: the shard
+        order is shuffled (afresh each pass, reproducibly from the seed) and
+        `_INTERLEAVE` shards are read in turn, so that the example shuffle buffer of
+        training is not filled with one source only.
+
+    Returns:
+      A dataset of dicts: `map` float32 [H, W], `label` int64 [], `method`, `video`,
+      `split` string [], `frame` int64 [].
+    """
+    # Sorted folders: the order of `load_likelihoods` (and of the predictions rows).
+    shards = [
+        s for source in sorted(sources) for s in folder_shards(likelihoods_dir, split, source)
+    ]
+    wanted = tf.constant(list(sources), tf.string)
+
+    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = likelihood_records.parse_map_features(serialized)
+        loglik = likelihood_records.decode_map(parsed["loglik_map"], parsed["map_size"])
+        return {
+            "map": tf.ensure_shape(loglik, [map_size, map_size]),
+            **{k: parsed[k] for k in ("label", "method", "video", "split", "frame")},
+        }
+
+    def keep(example: dict[str, tf.Tensor]) -> tf.Tensor:
+        return tf.logical_and(
+            tf.equal(example["split"], split), tf.reduce_any(tf.equal(example["method"], wanted))
+        )
+
+    if not shards:
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "map": tf.zeros([0, map_size, map_size], tf.float32),
+                "label": tf.zeros([0], tf.int64),
+                "method": tf.zeros([0], tf.string),
+                "video": tf.zeros([0], tf.string),
+                "split": tf.zeros([0], tf.string),
+                "frame": tf.zeros([0], tf.int64),
+            }
+        )
+    if shuffle_seed is None:
+        records = tf.data.TFRecordDataset(shards)
+    else:
+        records = (
+            tf.data.Dataset.from_tensor_slices(shards)
+            .shuffle(len(shards), seed=shuffle_seed, reshuffle_each_iteration=True)
+            .interleave(
+                tf.data.TFRecordDataset,
+                cycle_length=min(_INTERLEAVE, len(shards)),
+                block_length=1,
+            )
+        )
+    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(keep)
 
 
 def load_likelihoods(

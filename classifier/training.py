@@ -10,6 +10,13 @@ What the paper leaves open, decided here and recorded in every metrics.json:
   (with the same class balancing, so the score is balanced accuracy at 0.5; ties go
   to the lower balanced loss); the best epoch's weights are kept. `train_detector`
   takes no test data and refuses anything but the train and val splits.
+
+Two entry points share one training loop: `train_detector` over in-memory
+`LikelihoodSet`s (small sets, tests), and `train_streamed` over tf.data streams of
+maps (the detection stage), given the standardisation and class counts of one
+streaming pass (`classifier.data.MapScan`). Training examples go through a shuffle
+buffer of at most `SHUFFLE_BUFFER` maps, seeded from the config seed, so memory stays
+bounded and a re-run sees the same order.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from classifier import lenet
 from classifier.config import DetectorConfig
-from classifier.data import LikelihoodSet
+from classifier.data import LikelihoodSet, MapScan
 
 BALANCE = "class_weights"
+# Training maps held for shuffling: 10,000 64x64 float32 maps, 160 MiB, whatever the
+# data set size. The shard order is shuffled too (`classifier.data.stream_maps`).
+SHUFFLE_BUFFER = 10_000
 
 
 @dataclasses.dataclass
@@ -51,13 +62,22 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
     Raises:
       ValueError: a class is absent.
     """
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=2)
-    if np.any(counts == 0):
+    return class_weights_from_counts(np.bincount(np.asarray(labels), minlength=2))
+
+
+def class_weights_from_counts(counts: np.ndarray) -> dict[int, float]:
+    """{class: N / (2 N_class)} for class counts int [2] (real, fake).
+
+    Raises:
+      ValueError: a class is absent.
+    """
+    counts = np.asarray(counts)
+    if np.any(counts[:2] == 0):
         raise ValueError(
             f"Training needs real and fake examples, got {counts[0]} real, {counts[1]} fake."
         )
-    return {c: float(len(labels) / (2.0 * counts[c])) for c in (0, 1)}
+    total = int(np.sum(counts))
+    return {c: float(total / (2.0 * counts[c])) for c in (0, 1)}
 
 
 class BestOnValidation(keras.callbacks.Callback):
@@ -88,8 +108,70 @@ class BestOnValidation(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def _inputs(data: LikelihoodSet) -> np.ndarray:
-    return data.maps[..., None].astype(np.float32)
+def _pairs(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Examples (dicts of `classifier.data.stream_maps`) to (map [H, W, 1], label)."""
+    return dataset.map(lambda e: (e["map"][..., None], e["label"]))
+
+
+def _fit(
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
+    *,
+    map_shape: tuple[int, int],
+    num_train: int,
+    standardization: tuple[float, float],
+    weights: dict[int, float],
+    val_weights: dict[int, float],
+    config: DetectorConfig,
+    verbose: int,
+) -> TrainedDetector:
+    """The training loop over unbatched (map [H, W, 1], label) datasets."""
+    keras.utils.set_random_seed(config.seed)
+    mean, std = standardization
+    model = lenet.build_lenet((*map_shape, 1), num_classes=2, map_mean=mean, map_std=std)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        weighted_metrics=["accuracy"],
+    )
+    buffer = max(1, min(SHUFFLE_BUFFER, num_train))
+    train_batches = (
+        train.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    w_real, w_fake = np.float32(val_weights[0]), np.float32(val_weights[1])
+    val_batches = (
+        val.map(lambda x, y: (x, y, tf.where(tf.equal(y, 1), w_fake, w_real)))
+        .batch(config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    selector = BestOnValidation()
+    fit = model.fit(
+        train_batches,
+        epochs=config.epochs,
+        class_weight=weights,
+        validation_data=val_batches,
+        callbacks=[selector],
+        shuffle=False,  # the stream is shuffled itself (seeded buffer)
+        verbose=verbose,
+    )
+    history = [
+        {k: float(v[i]) for k, v in fit.history.items()} for i in range(len(fit.history["loss"]))
+    ]
+    logging.info("Best validation epoch %d of %d.", selector.best_epoch, config.epochs)
+    return TrainedDetector(
+        model=model,
+        best_epoch=selector.best_epoch,
+        history=history,
+        standardization={"mean": mean, "std": std},
+        class_weights=weights,
+    )
+
+
+def _check_config(config: DetectorConfig) -> None:
+    if config.balance != BALANCE:
+        raise ValueError(f"Unsupported balance {config.balance!r}; only {BALANCE!r} is.")
 
 
 def train_detector(
@@ -98,7 +180,7 @@ def train_detector(
     config: DetectorConfig,
     verbose: int = 0,
 ) -> TrainedDetector:
-    """Trains the detector on `train`, choosing the epoch on `val`.
+    """Trains the detector on in-memory `train`, choosing the epoch on `val`.
 
     Args:
       train: training maps (split "train" only), both classes present.
@@ -119,21 +201,9 @@ def train_detector(
         others = sorted(set(np.unique(data.splits).tolist()) - {split})
         if others:
             raise ValueError(f"The {split} set holds examples of the {others} split(s).")
-    if config.balance != BALANCE:
-        raise ValueError(f"Unsupported balance {config.balance!r}; only {BALANCE!r} is.")
-    keras.utils.set_random_seed(config.seed)
-    mean, std = fit_standardization(train.maps)
-    height, width = train.maps.shape[1:]
-    model = lenet.build_lenet((height, width, 1), num_classes=2, map_mean=mean, map_std=std)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        weighted_metrics=["accuracy"],
-    )
+    _check_config(config)
     weights = class_weights(train.labels)
     val_weights = class_weights(val.labels)
-    val_sample_weight = np.where(val.labels == 1, val_weights[1], val_weights[0])
-    selector = BestOnValidation()
     logging.info(
         "Training on %d maps (%s), selecting on %d val maps; class weights %s.",
         len(train),
@@ -141,27 +211,80 @@ def train_detector(
         len(val),
         weights,
     )
-    fit = model.fit(
-        _inputs(train),
-        train.labels,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        class_weight=weights,
-        validation_data=(_inputs(val), val.labels, val_sample_weight.astype(np.float32)),
-        shuffle=True,
-        callbacks=[selector],
+
+    def pairs(data: LikelihoodSet) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(
+            (data.maps[..., None].astype(np.float32), data.labels)
+        )
+
+    return _fit(
+        pairs(train),
+        pairs(val),
+        map_shape=tuple(train.maps.shape[1:]),
+        num_train=len(train),
+        standardization=fit_standardization(train.maps),
+        weights=weights,
+        val_weights=val_weights,
+        config=config,
         verbose=verbose,
     )
-    history = [
-        {k: float(v[i]) for k, v in fit.history.items()} for i in range(len(fit.history["loss"]))
-    ]
-    logging.info("Best validation epoch %d of %d.", selector.best_epoch, config.epochs)
-    return TrainedDetector(
-        model=model,
-        best_epoch=selector.best_epoch,
-        history=history,
-        standardization={"mean": mean, "std": std},
-        class_weights=weights,
+
+
+def train_streamed(
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
+    train_scan: MapScan,
+    val_scan: MapScan,
+    config: DetectorConfig,
+    map_size: int = 64,
+    verbose: int = 0,
+) -> TrainedDetector:
+    """Trains the detector on streamed maps, choosing the epoch on streamed val maps.
+
+    Args:
+      train, val: unbatched example streams (`classifier.data.stream_maps`: dicts
+        with `map` float32 [H, W] and `label` int64 []); train in shuffled shard
+        order, re-iterated every epoch.
+      train_scan, val_scan: their statistics (`classifier.data.scan_folders`, merged):
+        the standardisation is fitted on train_scan, class weights come from the
+        counts of each. Only the train and val splits are allowed.
+      config: epochs, learning rate, batch size, seed.
+      map_size: the map side.
+      verbose: Keras fit verbosity.
+
+    Returns:
+      The TrainedDetector holding the best validation epoch's weights.
+
+    Raises:
+      ValueError: a scan holds another split, a class is missing, or a set is empty.
+    """
+    for scan, split in ((train_scan, "train"), (val_scan, "val")):
+        if scan.count == 0:
+            raise ValueError(f"The {split} set is empty: nothing to train or select on.")
+        others = sorted({kind[0] for kind in scan.kinds} - {split})
+        if others:
+            raise ValueError(f"The {split} set holds examples of the {others} split(s).")
+    _check_config(config)
+    weights = class_weights_from_counts(train_scan.label_counts)
+    val_weights = class_weights_from_counts(val_scan.label_counts)
+    logging.info(
+        "Training on %d streamed maps (%s), selecting on %d val maps; class weights %s.",
+        train_scan.count,
+        train_scan.composition(),
+        val_scan.count,
+        weights,
+    )
+    # The scans' counts, asserted: a shard changed since the scan fails loudly.
+    return _fit(
+        _pairs(train).apply(tf.data.experimental.assert_cardinality(train_scan.count)),
+        _pairs(val).apply(tf.data.experimental.assert_cardinality(val_scan.count)),
+        map_shape=(map_size, map_size),
+        num_train=train_scan.count,
+        standardization=(train_scan.mean, max(train_scan.std, 1e-6)),
+        weights=weights,
+        val_weights=val_weights,
+        config=config,
+        verbose=verbose,
     )
 
 
@@ -171,3 +294,9 @@ def predict_scores(model: keras.Model, maps: np.ndarray, batch_size: int = 256) 
         return np.zeros((0,), np.float64)
     probs = model.predict(maps[..., None].astype(np.float32), batch_size=batch_size, verbose=0)
     return probs[:, 1].astype(np.float64)
+
+
+def predict_batch(model: keras.Model, maps: tf.Tensor | np.ndarray) -> np.ndarray:
+    """Fake probabilities float64 [B] of one batch of maps [B, H, W]."""
+    probs = model.predict_on_batch(tf.expand_dims(tf.cast(maps, tf.float32), -1))
+    return np.asarray(probs)[:, 1].astype(np.float64)

@@ -15,6 +15,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from likelihood_helpers import write_likelihood_tree
 
 from classifier import data as data_lib
@@ -49,24 +50,43 @@ def tree(tmp_path_factory) -> str:
     )
 
 
+def _maps_of(x) -> np.ndarray:
+    """The maps [N, H, W, 1] of an array, or of every batch of a tf.data stream."""
+    if isinstance(x, tf.data.Dataset):
+        return np.concatenate([np.asarray(batch[0]) for batch in x])
+    if isinstance(x, (tuple, list)):
+        return np.asarray(x[0])
+    return np.asarray(x)
+
+
 @pytest.fixture
 def fit_spy(monkeypatch):
-    """Records (event, maps) for every fit and predict call, in order."""
+    """Records (event, maps) for every fit and predict call, in order.
+
+    A streamed input is read through once more by the spy: what it yields is what
+    the classifier is given.
+    """
     calls = []
-    original_fit, original_predict = keras.Model.fit, keras.Model.predict
+    original_fit = keras.Model.fit
+    original_predict, original_batch = keras.Model.predict, keras.Model.predict_on_batch
 
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
-        calls.append(("fit_x", np.asarray(x)))
+        calls.append(("fit_x", _maps_of(x)))
         if validation_data is not None:
-            calls.append(("fit_validation", np.asarray(validation_data[0])))
+            calls.append(("fit_validation", _maps_of(validation_data)))
         return original_fit(self, x, y, *args, validation_data=validation_data, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         calls.append(("predict", np.asarray(x)))
         return original_predict(self, x, *args, **kwargs)
 
+    def predict_on_batch(self, x):
+        calls.append(("predict", np.asarray(x)))
+        return original_batch(self, x)
+
     monkeypatch.setattr(keras.Model, "fit", fit)
     monkeypatch.setattr(keras.Model, "predict", predict)
+    monkeypatch.setattr(keras.Model, "predict_on_batch", predict_on_batch)
     return calls
 
 

@@ -13,6 +13,13 @@ The methods are those found in the likelihood maps (`classifier.data.find_method
 leave-one-out trains on all of them but the one under test. A method whose
 metrics.json exists is skipped, so a re-run continues. A method whose data is missing
 is logged and recorded as missing in `summary.json`; the others go on.
+
+The maps are streamed, never all held: one pass over every folder first
+(`classifier.data.scan_folders`: map sizes, counts, videos, the moments of the maps),
+so bad input fails before any training and nothing is written; then, per method,
+training and validation streams (`classifier.data.stream_maps`), and the val and test
+maps scored batch by batch, their rows written to predictions.csv as they come. Only
+the per-frame labels, scores and video keys of val and test are kept, for the metrics.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import pandas as pd
 from absl import logging
@@ -31,12 +39,12 @@ from classifier import metrics as metrics_lib
 from classifier import protocols, training
 from classifier.config import DetectorConfig
 from data_prep.files import (
+    atomic_path,
     check_writable,
     read_json,
     write_json_atomically,
-    write_text_atomically,
 )
-from data_prep.methods import ORIGINAL, order_methods
+from data_prep.methods import ORIGINAL, SPLITS, order_methods
 from experiments.configs.base import ExperimentConfig
 from experiments.pipeline.workdir import CONFIG_FILE, Workdir
 
@@ -57,38 +65,84 @@ def finished_methods(workdir: Workdir, protocol: str) -> tuple[str, ...]:
     )
 
 
-def predictions_frame(parts: Sequence[tuple[data_lib.LikelihoodSet, np.ndarray]]) -> pd.DataFrame:
-    """The predictions table of (examples, fake scores [N]) pairs, one row per frame."""
-    frames = [
-        pd.DataFrame(
-            {
-                "split": data.splits,
-                "method": data.methods,
-                "video": data.videos,
-                "frame": data.frames,
-                "label": data.labels,
-                "score": scores,
-            }
-        )
-        for data, scores in parts
-    ]
-    return pd.concat(frames, ignore_index=True)[list(PREDICTION_COLUMNS)]
+def predictions_frame(batch: dict[str, Any], scores: np.ndarray) -> pd.DataFrame:
+    """The predictions rows of one scored batch (`stream_maps` dicts), one per frame."""
+
+    def text(key: str) -> np.ndarray:
+        return np.asarray(batch[key]).astype(str)
+
+    return pd.DataFrame(
+        {
+            "split": text("split"),
+            "method": text("method"),
+            "video": text("video"),
+            "frame": np.asarray(batch["frame"]),
+            "label": np.asarray(batch["label"]),
+            "score": scores,
+        }
+    )[list(PREDICTION_COLUMNS)]
+
+
+@dataclasses.dataclass
+class _Scored:
+    """Per-frame labels int64 [N], fake scores float64 [N] and video keys str [N]."""
+
+    labels: list[np.ndarray] = dataclasses.field(default_factory=list)
+    scores: list[np.ndarray] = dataclasses.field(default_factory=list)
+    keys: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def cat(parts, dtype):
+            return np.concatenate(parts) if parts else np.zeros((0,), dtype)
+
+        return cat(self.labels, np.int64), cat(self.scores, np.float64), cat(self.keys, str)
+
+
+def _score_into(model, dataset, batch_size: int, csv_file, header: bool) -> _Scored:
+    """Scores a stream batch by batch, appending its rows to the open csv_file."""
+    scored = _Scored()
+    for batch in dataset.batch(batch_size).prefetch(1):
+        scores = training.predict_batch(model, batch["map"])
+        rows = predictions_frame({k: v.numpy() for k, v in batch.items() if k != "map"}, scores)
+        rows.to_csv(csv_file, index=False, header=header, float_format="%.6f")
+        header = False
+        scored.labels.append(rows["label"].to_numpy(np.int64))
+        scored.scores.append(scores)
+        scored.keys.append((rows["method"] + "/" + rows["video"]).to_numpy(str))
+    return scored
+
+
+def _merged(
+    scans: dict[tuple[str, str], data_lib.MapScan], split: str, sources: Sequence[str]
+) -> data_lib.MapScan:
+    return data_lib.combine_scans(scans[(split, s)] for s in sources if (split, s) in scans)
 
 
 def run_method(
-    data: data_lib.LikelihoodSet,
+    likelihoods_dir: str,
+    scans: dict[tuple[str, str], data_lib.MapScan],
     spec: protocols.ProtocolSpec,
     out_dir: str,
     config: DetectorConfig,
+    map_size: int = 64,
     verbose: int = 0,
 ) -> dict[str, Any]:
     """Trains, evaluates and saves one method of one protocol; returns metrics.json.
 
+    Args:
+      likelihoods_dir: the maps, streamed from their shards.
+      scans: the statistics of every folder (`classifier.data.scan_folders`).
+      spec: the protocol's sources per split; out_dir: where the files go.
+      config: the detector's settings; map_size: the map side; verbose: Keras.
+
     Raises:
       protocols.EmptySplitError: the protocol's data lacks real or fake examples.
     """
-    split_data = protocols.build_protocol_data(data, spec)
-    absent = [s for s in spec.train_sources if s not in split_data.train.composition()]
+    parts = {split: _merged(scans, split, getattr(spec, f"{split}_sources")) for split in SPLITS}
+    # The set-membership checks of the protocols on every kind of record to be read.
+    kinds = data_lib.concatenate([p.kinds_set() for p in parts.values()], map_size=0)
+    protocols.build_protocol_data(kinds, spec)
+    absent = [s for s in spec.train_sources if s not in parts["train"].composition()]
     if absent:
         logging.warning(
             "%s/%s: no training data of %s; training on the rest.",
@@ -97,26 +151,37 @@ def run_method(
             absent,
         )
     os.makedirs(out_dir, exist_ok=True)
-    trained = training.train_detector(split_data.train, split_data.val, config, verbose=verbose)
+
+    def stream(split: str, shuffle_seed: int | None = None):
+        sources = getattr(spec, f"{split}_sources")
+        return data_lib.stream_maps(likelihoods_dir, split, sources, map_size, shuffle_seed)
+
+    # tf.data combines the op seeds of the shuffles with the global seed in force when
+    # the stream is built: fixed here, a method gives the same run alone or after others.
+    keras.utils.set_random_seed(config.seed)
+    trained = training.train_streamed(
+        stream("train", shuffle_seed=config.seed),
+        stream("val"),
+        parts["train"],
+        parts["val"],
+        config,
+        map_size=map_size,
+        verbose=verbose,
+    )
     trained.model.save(os.path.join(out_dir, MODEL_FILE))
     # Selection is over: only now is the test split scored.
-    val_scores = training.predict_scores(trained.model, split_data.val.maps, config.batch_size)
-    test_scores = training.predict_scores(trained.model, split_data.test.maps, config.batch_size)
-    predictions = predictions_frame([(split_data.val, val_scores), (split_data.test, test_scores)])
-    write_text_atomically(
-        os.path.join(out_dir, PREDICTIONS_FILE),
-        predictions.to_csv(index=False, float_format="%.6f"),
-    )
+    scored = {}
+    with atomic_path(os.path.join(out_dir, PREDICTIONS_FILE)) as tmp, open(tmp, "w") as f:
+        scored["val"] = _score_into(trained.model, stream("val"), config.batch_size, f, True)
+        scored["test"] = _score_into(trained.model, stream("test"), config.batch_size, f, False)
     evaluations = {}
     samples = {}
-    for name, part, scores in (
-        ("test", split_data.test, test_scores),
-        ("val", split_data.val, val_scores),
-    ):
+    for name in ("test", "val"):
+        labels, scores, keys = scored[name].arrays()
         evaluations[name], samples[name] = metrics_lib.evaluate(
-            part.labels,
+            labels,
             scores,
-            part.video_keys,
+            keys,
             num_samples=config.bootstrap_samples,
             seed=config.seed,
         )
@@ -131,16 +196,10 @@ def run_method(
                 "val": list(spec.val_sources),
                 "test": list(spec.test_sources),
             },
-            "composition": {
-                "train": split_data.train.composition(),
-                "val": split_data.val.composition(),
-                "test": split_data.test.composition(),
-            },
+            "composition": {split: parts[split].composition() for split in SPLITS},
             "absent_training_sources": absent,
-            "test_method_seen_in_training": bool(
-                np.any(split_data.train.methods == spec.method)
-                or np.any(split_data.val.methods == spec.method)
-            ),
+            "test_method_seen_in_training": spec.method in parts["train"].frames
+            or spec.method in parts["val"].frames,
             "balance": f"{training.BALANCE}: w_c = N / (2 N_c)",
             "class_weights": {str(k): v for k, v in trained.class_weights.items()},
             "standardization": trained.standardization,
@@ -215,9 +274,11 @@ def run_protocol(
         )
     todo = [m for m in methods if m not in finished]
     summary: dict[str, Any] = {"protocol": protocol, "methods": {}}
-    data = None
+    scans: dict[tuple[str, str], data_lib.MapScan] = {}
     if todo:
-        data = data_lib.load_likelihoods(likelihoods_dir, sources=(ORIGINAL, *pool))
+        # One pass over every map before anything is written: sizes checked, the
+        # statistics of every folder kept (not the maps).
+        scans = data_lib.scan_folders(likelihoods_dir, sources=(ORIGINAL, *pool))
     check_writable(root)
     write_json_atomically(
         os.path.join(root, CONFIG_FILE),
@@ -236,7 +297,7 @@ def run_protocol(
             spec = protocols.protocol_spec(protocol, method, pool)
             try:
                 logging.info("%s/%s: training.", protocol, method)
-                run_method(data, spec, out_dir, config.detector, verbose=verbose)
+                run_method(likelihoods_dir, scans, spec, out_dir, config.detector, verbose=verbose)
             except protocols.EmptySplitError as e:
                 logging.error("%s/%s is missing: %s", protocol, method, e)
                 summary["methods"][method] = {"status": "missing", "reason": str(e)}
