@@ -4,7 +4,9 @@ The manifest holds the stage's settings, what the dataset adapter found (`ffpp_r
 `splits_dir`, `methods`, `workers`, `found`, `problems`, `unassigned`), whether the
 run is `complete`, the number of `failed_videos`, one entry per video (`video`,
 `method`, `split`, `path`, `shard`, `frames_read`, `faces`, `frames_without_face`,
-`seconds`, `status`, `error`; see `face_stage.finish_video`) and `totals` overall,
+`frames_declared`, `frames_decoded`, `seconds`, `status`, `error`; see
+`face_stage.finish_video`; entries journaled before the last two existed lack them)
+and `totals` overall,
 per split, per method and per split and method. It is rebuilt from the progress
 journal and written atomically.
 """
