@@ -18,6 +18,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -310,3 +311,50 @@ def parse_images(
     """Parses and batches a stream of serialised face records (uint8 or [-1, 1] float)."""
     images = records.map(_parse_image(crop_size, as_float), num_parallel_calls=AUTOTUNE)
     return images.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+
+
+def validation_images(
+    info: ShardInfo,
+    batch_size: int,
+    *,
+    crop_size: int = 64,
+    sample_size: int = 0,
+    seed: int = 0,
+) -> tuple[tf.data.Dataset, int]:
+    """Validation batches: the whole split, or a fixed random sample of it.
+
+    The records are numbered in file order over all shards (`info.paths`, from
+    `inspect_shards`); the sample is `sample_size` of those numbers drawn without
+    replacement by `seed`, so every evaluation (and every resumed run) scores the same
+    images, spread over the whole split rather than its first shards. Reading a sample
+    goes through every shard once (skipped records are not parsed); the sample is then
+    cached, so memory is bounded by `sample_size` crops, not by the split.
+
+    Args:
+      info: the validation shards.
+      batch_size: images per batch (the last batch may be smaller).
+      crop_size: side of the square crops.
+      sample_size: images to evaluate; 0, or at least the split, means all of them.
+      seed: the sample's seed.
+
+    Returns:
+      (dataset of uint8 [B, crop_size, crop_size, 3], number of images it yields).
+    """
+    total = info.num_examples
+    records = tf.data.TFRecordDataset(list(info.paths))
+    if 0 < sample_size < total:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(total, size=sample_size, replace=False)).astype(np.int64)
+        sample = tf.constant(chosen)
+
+        def picked(index: tf.Tensor, _: tf.Tensor) -> tf.Tensor:
+            at = tf.searchsorted(sample, tf.reshape(index, [1]))[0]
+            return tf.logical_and(
+                at < sample_size, tf.gather(sample, tf.minimum(at, sample_size - 1)) == index
+            )
+
+        records = records.enumerate().filter(picked).map(lambda _, record: record)
+        images = records.map(_parse_image(crop_size, False), num_parallel_calls=AUTOTUNE)
+        return images.cache().batch(batch_size).prefetch(AUTOTUNE), int(sample_size)
+    images = records.map(_parse_image(crop_size, False), num_parallel_calls=AUTOTUNE)
+    return images.batch(batch_size).prefetch(AUTOTUNE), int(total)

@@ -189,6 +189,21 @@ def evaluate_bits_per_dim(
     """
     if max_batches > 0:
         images = images.take(max_batches)
+    return evaluate_images(run, eval_fn, images, image_size)[0]
+
+
+def evaluate_images(
+    run: TrainingRun, eval_fn, images: tf.data.Dataset, image_size: int
+) -> tuple[float, int]:
+    """(bits/dim of the EMA weights, images scored) over all of `images`.
+
+    `images` yields uint8 [B, image_size, image_size, 3]; which images (the whole
+    split or a fixed sample) is the caller's choice. The averages are swapped in for
+    the evaluation and out after.
+
+    Raises:
+      ValueError: `images` is empty.
+    """
     total_nll, count = 0.0, 0
     with run.ema.averaged_weights(run.model.trainable_variables):
         for batch in images:
@@ -196,7 +211,7 @@ def evaluate_bits_per_dim(
             count += int(batch.shape[0])
     if count == 0:
         raise ValueError("The validation data holds no images.")
-    return bits_per_dim(total_nll, count * image_size**2 * 3)
+    return bits_per_dim(total_nll, count * image_size**2 * 3), count
 
 
 def total_steps(config: UBMConfig, num_examples: int, global_batch: int) -> int:
@@ -247,16 +262,20 @@ def train(
       num_examples: images in one epoch of the stream (for `config.epochs`).
       out_dir: the run folder (`run_folder`): checkpoints/ and tensorboard/ are written
         there by the chief; other workers write a scratch copy deleted at the end.
-      val_images: uint8 [B, H, W, 3] validation batches (read again at every
-        evaluation, at most `config.eval_batches`), or None (no validation).
+      val_images: uint8 [B, H, W, 3] validation batches, all of them scored at every
+        evaluation (read again each time), or None (no validation). The caller picks
+        them: the whole split or a fixed sample (`config.eval_batches` batches, e.g.
+        `data_prep.face_images.validation_images`), never the first batches in file
+        order, which would score a few videos only.
       strategy: where to run (default: the current one, see `strategies`).
       log_every_steps: steps between TensorBoard scalar writes.
       keep_checkpoints: checkpoints kept on disk.
 
     Returns:
       Final metrics: step, train_bits_per_dim (mean over the last logging window),
-      val_bits_per_dim (EMA weights; None without validation data), images_per_sec,
-      learning_rate, checkpoint (path), num_train_examples.
+      val_bits_per_dim (EMA weights; None without validation data), num_val_images
+      (images scored; 0 without validation data), images_per_sec, learning_rate,
+      checkpoint (path), num_train_examples, total_steps (the step training ends at).
 
     Raises:
       ValueError: bad settings.
@@ -308,16 +327,18 @@ def train(
     writer = summaries.create_writer(run_folder.tensorboard_dir(out_dir) if chief else None)
     dims = config.image_size**2 * 3
 
-    def validate() -> float:
-        return evaluate_bits_per_dim(
-            run, eval_fn, val_images, config.image_size, config.eval_batches
-        )
-
     metrics: dict = {
         "train_bits_per_dim": None,
         "val_bits_per_dim": None,
+        "num_val_images": 0,
         "images_per_sec": None,
     }
+
+    def validate() -> float:
+        bpd, count = evaluate_images(run, eval_fn, val_images, config.image_size)
+        metrics["num_val_images"] = count
+        return bpd
+
     window_nll, window_steps, window_time = 0.0, 0, 0.0
     last_log_step = start_step
     step = start_step
@@ -374,6 +395,7 @@ def train(
         learning_rate=current_learning_rate(run.optimizer),
         checkpoint=last_good,
         num_train_examples=num_examples,
+        total_steps=steps,
     )
     if not chief:
         shutil.rmtree(write_dir, ignore_errors=True)

@@ -111,3 +111,30 @@ def test_size_mismatch_and_missing_glob(tmp_path):
         face_images.inspect_shards(str(tmp_path / "a.tfrecord"), expected_size=64)
     with pytest.raises(FileNotFoundError, match="No TFRecord shards match"):
         face_images.face_dataset(str(tmp_path / "none-*.tfrecord"), 2)
+
+
+def test_validation_images_whole_split_or_fixed_spread_sample(shards):
+    info = face_images.inspect_shards(str(shards / "*.tfrecord"))
+    records = tf.data.TFRecordDataset(list(info.paths)).as_numpy_iterator()
+    index_of = {face_records.parse_face_numpy(r).image.tobytes(): i for i, r in enumerate(records)}
+
+    def indices(dataset):
+        images = np.concatenate([b.numpy() for b in dataset])
+        return [index_of[image.tobytes()] for image in images]
+
+    whole, count = face_images.validation_images(info, 8, crop_size=16)
+    assert count == 30 and indices(whole) == list(range(30))
+    same, count = face_images.validation_images(info, 8, crop_size=16, sample_size=99)
+    assert count == 30 and indices(same) == list(range(30))
+
+    sample, count = face_images.validation_images(info, 4, crop_size=16, sample_size=9, seed=5)
+    picked = indices(sample)
+    assert count == 9 and len(set(picked)) == 9 and [b.shape[0] for b in sample] == [4, 4, 1]
+    # Drawn over the whole split (all three shards), not its first records...
+    assert {i // 10 for i in picked} == {0, 1, 2}
+    # ...and the same images at every evaluation and for the same seed.
+    assert indices(sample) == picked
+    again, _ = face_images.validation_images(info, 4, crop_size=16, sample_size=9, seed=5)
+    assert indices(again) == picked
+    other, _ = face_images.validation_images(info, 4, crop_size=16, sample_size=9, seed=6)
+    assert indices(other) != picked

@@ -217,6 +217,39 @@ def test_finished_run_is_not_trained_again(trained, data):
 
 
 @pytest.mark.slow
+def test_finished_run_returns_saved_metrics_without_reading_shards(trained, tmp_path, monkeypatch):
+    metrics = trained["resumed"]
+    assert metrics["total_steps"] == 8 and metrics["num_val_images"] == 8  # the whole val split
+    out_dir = str(tmp_path / "ubm")
+    shutil.copytree(trained["out_dir"], out_dir)
+    # The run's shards are corrupt now (train) or gone (val): a finished run never opens them.
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "train-0.tfrecord").write_bytes(b"corrupt")
+    train, val = str(faces / "train-*.tfrecord"), str(faces / "val-*.tfrecord")
+    config_file = os.path.join(out_dir, run_folder.CONFIG_FILE)
+    with open(config_file) as handle:
+        saved = json.load(handle)
+    with open(config_file, "w") as handle:
+        json.dump({**saved, "train_data": train, "val_data": val}, handle)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a finished run read its shards")
+
+    monkeypatch.setattr(face_images, "inspect_shards", no_reading)
+    monkeypatch.setattr(tf.data, "TFRecordDataset", no_reading)
+    again = ubm.train_ubm(CONFIG, train, val, out_dir)
+    with open(os.path.join(out_dir, run_folder.METRICS_FILE)) as handle:
+        assert again == json.load(handle)
+    assert again["step"] == 8 and again["checkpoint"] == metrics["checkpoint"]
+    # Other settings (more steps, other data) are not a finished run: the shards are read.
+    with pytest.raises(AssertionError, match="read its shards"):
+        ubm.train_ubm(dataclasses.replace(CONFIG, max_steps=10), train, val, out_dir)
+    with pytest.raises(AssertionError, match="read its shards"):
+        ubm.train_ubm(CONFIG, train, None, out_dir)
+
+
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, data, tmp_path, monkeypatch):
     out_dir = str(tmp_path / "ubm")
     shutil.copytree(trained["out_dir"], out_dir)

@@ -7,14 +7,17 @@ shards (a corrupt shard or crops of another size stop the run with the file name
 and builds the image datasets; `pixelcnn_pp.training.train` trains on them. The run
 folder (`pixelcnn_pp.run_folder`, normally `Workdir.ubm`) gets `config.json` first
 (another architecture in the same folder is refused, changed settings are logged),
-then checkpoints and TensorBoard scalars from the library, then `metrics.json`. A run
-whose latest checkpoint already reached the last step returns its saved metrics at
-once; any other run resumes from its last checkpoint.
+then checkpoints and TensorBoard scalars from the library, then `metrics.json`. A
+finished run started again with the same settings returns its saved metrics at once,
+before any shard is read (`finished_metrics`); any other run resumes from its last
+checkpoint. Validation scores the whole val split or a fixed seeded sample of it
+(`face_images.validation_images`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 
@@ -73,7 +76,12 @@ def write_run_config(
     )
 
 
-def finished_metrics(out_dir: str, steps: int) -> dict | None:
+def _saved_config(config: UBMConfig) -> dict:
+    """The UBM settings as config.json holds them (a JSON round trip)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _finished_at(out_dir: str, steps: int) -> dict | None:
     """The saved final metrics if the latest checkpoint already reached `steps`."""
     latest = run_folder.find_latest_checkpoint(out_dir)
     metrics = files.read_json(run_folder.metrics_path(out_dir))
@@ -81,6 +89,33 @@ def finished_metrics(out_dir: str, steps: int) -> dict | None:
         return None
     step = run_folder.checkpoint_step(latest)
     return metrics if step >= steps and metrics.get("step") == step else None
+
+
+def finished_metrics(
+    out_dir: str,
+    config: UBMConfig,
+    train_pattern: str | Sequence[str],
+    val_pattern: str | Sequence[str] | None,
+) -> dict | None:
+    """The saved final metrics of a finished run with these settings, or None.
+
+    Decided from the run folder alone, without reading a shard: config.json must hold
+    the same UBM settings and data patterns, metrics.json the step training ended at
+    (`total_steps`, which depends on the number of training examples when `epochs`
+    sets the length), and the latest checkpoint must be at that step. The shards
+    behind an unchanged pattern are taken to be unchanged (a face stage that rewrote
+    them wants a new UBM folder).
+    """
+    saved = files.read_json(run_folder.config_path(out_dir))
+    metrics = files.read_json(run_folder.metrics_path(out_dir))
+    if saved is None or metrics is None or "total_steps" not in metrics:
+        return None
+    same = (
+        saved.get("ubm") == _saved_config(config)
+        and saved.get("train_data") == _as_json(train_pattern)
+        and saved.get("val_data") == _as_json(val_pattern)
+    )
+    return _finished_at(out_dir, int(metrics["total_steps"])) if same else None
 
 
 def train_ubm(
@@ -114,7 +149,9 @@ def train_ubm(
     Returns:
       Final metrics (as in metrics.json): step, train_bits_per_dim (mean over the last
       logging window), val_bits_per_dim (EMA weights; None without validation data),
-      images_per_sec, learning_rate, checkpoint (path), num_train_examples.
+      num_val_images (the images scored: the val split, or `eval_batches *
+      batch_size` of them drawn once by `seed`), images_per_sec, learning_rate,
+      checkpoint (path), num_train_examples, total_steps.
 
     Raises:
       ValueError: bad settings, or an output folder of another architecture.
@@ -125,6 +162,10 @@ def train_ubm(
         checkpoint is kept; nothing is saved after the bad step).
     """
     validate_config(config)
+    finished = finished_metrics(out_dir, config, train_pattern, val_pattern)
+    if finished is not None:
+        logging.info("The UBM in %s is already trained (step %d).", out_dir, finished["step"])
+        return finished
     if strategy is None:
         strategy = strategies.make_strategy(strategy_name)
     replicas = training.check_global_batch(config.batch_size, strategy, strategy_name)
@@ -135,9 +176,9 @@ def train_ubm(
 
     size = config.image_size
     train_info = face_images.inspect_shards(train_pattern, expected_size=size)
-    val_paths = None
+    val_info = None
     if val_pattern is not None:
-        val_paths = face_images.inspect_shards(val_pattern, expected_size=size).paths
+        val_info = face_images.inspect_shards(val_pattern, expected_size=size)
     num_examples = train_info.num_examples
     steps = training.total_steps(config, num_examples, config.batch_size)
     logging.info(
@@ -146,7 +187,7 @@ def train_ubm(
         len(train_info.paths),
         steps,
     )
-    finished = finished_metrics(out_dir, steps)
+    finished = _finished_at(out_dir, steps)  # e.g. a folder of an older version
     if finished is not None:
         logging.info("The UBM in %s is already trained (step %d).", out_dir, finished["step"])
         return finished
@@ -162,10 +203,16 @@ def train_ubm(
         )
 
     val_images = None
-    if val_paths is not None:
-        val_images = face_images.face_dataset(
-            val_paths, config.batch_size, crop_size=size, validate=False
+    if val_info is not None:
+        # The whole split, or a fixed sample of `eval_batches` batches spread over it.
+        val_images, num_val = face_images.validation_images(
+            val_info,
+            config.batch_size,
+            crop_size=size,
+            sample_size=config.eval_batches * config.batch_size,
+            seed=config.seed,
         )
+        logging.info("Validation on %d of %d crops.", num_val, val_info.num_examples)
     metrics = training.train(
         config,
         train_images,
