@@ -8,8 +8,12 @@ from __future__ import annotations
 import dataclasses
 
 # The paper's evaluation protocols: Table 1 (known attacks), Table 2 (leave-one-out);
-# `classifier.protocols` defines them.
+# `classifier.protocols` defines them. The tables read these two only.
 PROTOCOLS: tuple[str, ...] = ("known", "loo")
+# Not a table of the paper: one detector trained on real + every method, the model to
+# deploy (`export_model`). Its single folder is `detection/all/all/`.
+ALL = "all"
+DETECTION_PROTOCOLS: tuple[str, ...] = (*PROTOCOLS, ALL)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,9 @@ Khodabakhsh & Busch (BIOSIG 2020):
 - Table 2, unknown attacks (leave-one-out): for each method X, train on real + the
   other methods (train split), select on real + the other methods (val split): never
   a frame of X. Test on real + X (test split).
+- `all` (not a table of the paper; the detector to deploy): one detector, named `all`,
+  trained on real + every method (train split), selected on real + every method (val
+  split), tested on real + every method (test split).
 
 The test split is only ever used for the final report; `build_protocol_data` returns
 it apart from the training and selection data, and `check_training_data` verifies, on
@@ -20,7 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from classifier.config import PROTOCOLS
+from classifier.config import ALL, DETECTION_PROTOCOLS
+from classifier.config import PROTOCOLS as PROTOCOLS  # the tables' two, re-exported
 from classifier.data import LikelihoodSet
 from data_prep.methods import ORIGINAL, SPLITS
 
@@ -34,7 +38,7 @@ class ProtocolSpec:
     """Which sources each split of one protocol run draws on."""
 
     protocol: str
-    method: str  # the method under test (Table 1 column / held-out method)
+    method: str  # the method under test (Table 1 column / held-out method; "all" for all)
     train_sources: tuple[str, ...]
     val_sources: tuple[str, ...]
     test_sources: tuple[str, ...]
@@ -54,16 +58,25 @@ def protocol_spec(protocol: str, method: str, pool: Sequence[str]) -> ProtocolSp
     """The sources of each split for `protocol` and the method under test.
 
     Args:
-      protocol: "known" or "loo".
-      method: the method X of the Table column.
+      protocol: "known", "loo" or "all".
+      method: the method X of the Table column; for "all", "all".
       pool: all manipulation methods of the study, as found in the data (LOO trains
-        on pool minus X).
+        on pool minus X, "all" on the whole pool).
 
     Raises:
       ValueError: unknown protocol, or X not in the pool.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}.")
+    if protocol not in DETECTION_PROTOCOLS:
+        raise ValueError(
+            f"Unknown protocol {protocol!r}: choose one of {', '.join(DETECTION_PROTOCOLS)}."
+        )
+    if protocol == ALL:
+        if method != ALL:
+            raise ValueError(f"The {ALL!r} protocol has one detector, {ALL!r}, not {method!r}.")
+        if not pool:
+            raise ValueError(f"The {ALL!r} protocol needs at least one manipulation method.")
+        every = (ORIGINAL, *pool)
+        return ProtocolSpec(ALL, ALL, every, every, every)
     if method not in pool:
         raise ValueError(f"Unknown method {method!r}: choose from {', '.join(pool)}.")
     if protocol == "known":

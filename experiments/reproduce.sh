@@ -128,8 +128,10 @@ log "stage 3/6: likelihood maps"
 "$PYTHON" -m experiments.extract_likelihoods "${COMMON[@]}" ${EXTRACT_FLAGS[@]+"${EXTRACT_FLAGS[@]}"}
 
 # 4-5. The detector, Table 1 (known attacks) and Table 2 (leave-one-out), for every
-# method found in the maps; finished methods are skipped.
-for protocol in known loo; do
+# method found in the maps, then one detector on real + every method (protocol all,
+# detection/all/all/: the model exported below, not in the tables); finished methods
+# are skipped.
+for protocol in known loo all; do
   log "stage $([ $protocol = known ] && echo 4 || echo 5)/6: detection, protocol $protocol"
   "$PYTHON" -m experiments.run_detection "${COMMON[@]}" --protocol="$protocol"
 done
@@ -138,6 +140,11 @@ done
 log "stage 6/6: tables and figures"
 "$PYTHON" -m experiments.make_tables "${COMMON[@]}"
 "$PYTHON" -m experiments.make_figures "${COMMON[@]}"
+
+# The deployable model folder: the UBM's averaged weights, the protocol-all detector,
+# face settings, threshold and manifest (refreshed on every run).
+log "export: the model folder $WORKDIR/model"
+"$PYTHON" -m experiments.export_model "${COMMON[@]}" --out="$WORKDIR/model" --protocol=all --overwrite
 
 log "done in $(($(date +%s) - START)) s: $WORKDIR/results/"
 cat "$WORKDIR/results/table1.md" "$WORKDIR/results/table2.md"

@@ -10,7 +10,9 @@ detector (`classifier.training`), score val and test, and write to
 - `metrics.json` (written last, atomically): test and val metrics with bootstrap 95%
   intervals, counts, the training set composition, class weights, the chosen epoch.
 The methods are those found in the likelihood maps (`classifier.data.find_methods`);
-leave-one-out trains on all of them but the one under test. A method whose
+leave-one-out trains on all of them but the one under test. The `all` protocol (not a
+table of the paper: the detector `export_model` ships) trains one detector on real +
+every method and writes it to `detection/all/all/`. A method whose
 metrics.json exists is skipped, so a re-run continues. A method whose data is missing
 is logged and recorded as missing in `summary.json`; the others go on.
 
@@ -37,7 +39,7 @@ from absl import logging
 from classifier import data as data_lib
 from classifier import metrics as metrics_lib
 from classifier import protocols, training
-from classifier.config import DetectorConfig
+from classifier.config import ALL, DETECTION_PROTOCOLS, DetectorConfig
 from data_prep.files import (
     atomic_path,
     check_writable,
@@ -198,7 +200,8 @@ def run_method(
             },
             "composition": {split: parts[split].composition() for split in SPLITS},
             "absent_training_sources": absent,
-            "test_method_seen_in_training": spec.method in parts["train"].frames
+            "test_method_seen_in_training": spec.protocol == ALL
+            or spec.method in parts["train"].frames
             or spec.method in parts["val"].frames,
             "balance": f"{training.BALANCE}: w_c = N / (2 N_c)",
             "class_weights": {str(k): v for k, v in trained.class_weights.items()},
@@ -230,9 +233,11 @@ def run_protocol(
     Args:
       config: the experiment configuration (its `name` and `detector` settings).
       workdir: the run's work directory; output under `detection/<protocol>/`.
-      protocol: "known" (Table 1) or "loo" (Table 2).
+      protocol: "known" (Table 1), "loo" (Table 2) or "all" (one detector, `all`,
+        on real + every method).
       methods: the methods to test (table columns); None: every method found in the
-        likelihood maps. A method without data is recorded as missing.
+        likelihood maps. A method without data is recorded as missing. For "all":
+        the methods the one detector trains and is tested on.
       likelihoods_dir: the maps to read; None: the workdir's `likelihoods/`.
       verbose: Keras fit verbosity.
 
@@ -247,8 +252,10 @@ def run_protocol(
       FileNotFoundError: no likelihood shards under `likelihoods_dir`.
       PermissionError: the protocol folder cannot be written.
     """
-    if protocol not in protocols.PROTOCOLS:
-        raise ValueError(f"Unknown protocol {protocol!r}: choose known or loo.")
+    if protocol not in DETECTION_PROTOCOLS:
+        raise ValueError(
+            f"Unknown protocol {protocol!r}: choose one of {', '.join(DETECTION_PROTOCOLS)}."
+        )
     likelihoods_dir = likelihoods_dir or workdir.likelihoods
     found = data_lib.find_methods(likelihoods_dir)
     methods = found if methods is None else tuple(methods)
@@ -262,6 +269,9 @@ def run_protocol(
     # Leave-one-out trains on every other method of the study: those of the data, and
     # any named method, whose absence is then recorded.
     pool = order_methods((*found, *methods))
+    if protocol == ALL:
+        # One detector on the methods asked for (default: every one found).
+        pool, methods = order_methods(methods), (ALL,)
     root = workdir.protocol(protocol)
     settings = {"config": config.name, "detector": dataclasses.asdict(config.detector)}
     finished = finished_methods(workdir, protocol)

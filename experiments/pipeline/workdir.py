@@ -10,6 +10,7 @@ binary asks it for paths. A work directory looks like
       likelihoods/         extract_likelihoods: <split>/<source>/<video>.tfrecord
       detection/<protocol>/<method>/   run_detection: model.keras, predictions.csv, ...
       results/             make_tables, make_figures: tables, figures, run.json
+      model/               export_model (in make reproduce): the self-contained model folder
       commands.jsonl       every stage's command line
 """
 
@@ -24,6 +25,7 @@ UBM = "ubm"
 LIKELIHOODS = "likelihoods"
 DETECTION = "detection"
 RESULTS = "results"
+MODEL = "model"
 COMMANDS_FILE = "commands.jsonl"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -60,6 +62,11 @@ class Workdir:
     @property
     def results(self) -> str:
         return os.path.join(self.root, RESULTS)
+
+    @property
+    def model(self) -> str:
+        """The default model folder `export_model` writes (one self-contained folder)."""
+        return os.path.join(self.root, MODEL)
 
     @property
     def commands(self) -> str:
