@@ -1,7 +1,7 @@
 """Exports one trained detector of a work directory as a self-contained model folder.
 
 Usage:
-  python -m experiments.export_model --workdir=WORKDIR --out=MODEL_DIR \
+  python -m experiments.export_model --workdir=WORKDIR --out=MODEL_DIR \\
       [--protocol=all] [--method=all] [--config=smoke] [--overwrite]
 
 Writes MODEL_DIR (via MODEL_DIR.tmp, renamed when complete): the UBM's averaged
@@ -14,10 +14,13 @@ work directory nor the checkpoints. Library: `experiments.pipeline.model_folder`
 
 from __future__ import annotations
 
+import os
+
 from absl import app, flags, logging
 
 from classifier.config import ALL, DETECTION_PROTOCOLS
 from experiments import cli
+from experiments.pipeline import run_log
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     default_config=None,
@@ -42,6 +45,9 @@ def main(argv: list[str]) -> None:
     config = cli.experiment_config(CONFIG) if CONFIG.value else None
     workdir = cli.workdir(WORKDIR)
     from experiments.pipeline import devices
+
+    if os.path.isdir(workdir.root):  # a mistyped --workdir is not created
+        run_log.record_command(workdir)
 
     devices.quiet_tensorflow_logs()
     from experiments.pipeline import model_folder
