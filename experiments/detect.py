@@ -55,6 +55,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--out is empty: name the folder the report is written to.")
     # TensorFlow loads only once the flags are known to be usable, so --help and flag
     # mistakes answer at once.
+    from experiments.pipeline import devices
+
+    devices.quiet_tensorflow_logs()
     from data_prep import files
     from experiments.pipeline import detect_report, detector
     from experiments.pipeline.detect_inputs import NoInputError, expand_inputs

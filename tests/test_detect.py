@@ -11,11 +11,16 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 
+from data_prep import files
 from data_prep.frames import VideoReadError
 from experiments.pipeline import detect_report, html_report
 from experiments.pipeline.detect_inputs import NoInputError, expand_inputs, input_keys
@@ -225,3 +230,151 @@ def test_html_limits_heatmaps(tmp_path: pathlib.Path) -> None:
     page = (tmp_path / "o" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == html_report.MAX_HEATMAPS + 1
     assert html_report.evenly_spaced(20) == [0, 3, 5, 8, 11, 14, 16, 19]
+
+
+# --- The binary end to end, with a real (tiny, untrained) exported model folder. ---
+
+
+def _run_detect(*flags: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.detect", *flags],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    """A model folder written through model_folder's writer: a tiny UBM and LeNet."""
+    import keras
+
+    from classifier.lenet import build_lenet
+    from data_prep.face_settings import FaceSettings
+    from experiments.pipeline import model_folder
+    from pixelcnn_pp import run_folder
+    from pixelcnn_pp.config import UBMConfig
+
+    config = UBMConfig(nr_resnet=1, nr_filters=8, nr_logistic_mix=2, dropout_rate=0.0)
+
+    def fill(folder: str) -> None:
+        keras.utils.set_random_seed(0)
+        run_folder.build_model(config).save_weights(
+            os.path.join(folder, model_folder.UBM_WEIGHTS_FILE)
+        )
+        files.write_json_atomically(
+            os.path.join(folder, model_folder.UBM_CONFIG_FILE), {"ubm": dataclasses.asdict(config)}
+        )
+        build_lenet((64, 64, 1), 2, map_mean=-4.0, map_std=1.0).save(
+            os.path.join(folder, model_folder.DETECTOR_FILE)
+        )
+        files.write_json_atomically(os.path.join(folder, model_folder.DETECTOR_CONFIG_FILE), {})
+        files.write_json_atomically(
+            os.path.join(folder, model_folder.FACE_SETTINGS_FILE), FaceSettings().to_json()
+        )
+        files.write_json_atomically(
+            os.path.join(folder, model_folder.DECISION_FILE), {"threshold": 0.5, "rule": ">="}
+        )
+
+    path = str(tmp_path_factory.mktemp("model") / "model")
+    model_folder.write_model_folder(path, fill, {"trained_on": {"method": "test"}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_inputs(tmp_path_factory) -> pathlib.Path:
+    """Two generated face videos, a still of one, a faceless video, junk files."""
+    from data_prep.synthetic import assembly, rendering
+
+    folder = tmp_path_factory.mktemp("faces")
+    for index in (0, 1):
+        identity = rendering.make_identity(0, index, 192, 160)
+        video = rendering.render_video(identity, 6, 192, 160, seed=0)
+        assembly.write_video(str(folder / f"person{index}.avi"), video.frames, 25.0)
+    cv2.imwrite(str(folder / "still.png"), video.frames[0])
+    write_video(str(folder / "noface.avi"), frames=4)
+    (folder / "broken.mp4").write_bytes(b"\x00" * 200)
+    (folder / "README.txt").write_text("not media")
+    return folder
+
+
+@pytest.mark.slow
+def test_detect_binary_report_and_bad_inputs(
+    model_dir: str, face_inputs: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "out"
+    result = _run_detect(
+        f"--model={model_dir}",
+        f"--input={face_inputs}",
+        f"--input={face_inputs / 'README.txt'}",
+        f"--out={out}",
+        "--frames_per_video=3",
+    )
+    assert result.returncode == 3, result.stderr[-3000:]  # some inputs failed
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["path"] == model_dir
+    assert report["model"]["manifest"]["format_version"] == 1
+    assert report["threshold"] == 0.5
+    by_name = {os.path.basename(e["path"]): e for e in report["inputs"]}
+    assert set(by_name) == {
+        "broken.mp4", "noface.avi", "person0.avi", "person1.avi", "still.png", "README.txt"
+    }  # fmt: skip
+    # Named directly, README.txt is an error even though the folder holds it too.
+    assert report["counts"] == {"inputs": 6, "scored": 3, "failed": 3, "skipped": 0}
+    assert by_name["README.txt"]["error"] == "not a video or image (extension .txt)"
+    assert "No face found in any of the 3 frames" in by_name["noface.avi"]["error"]
+    assert by_name["broken.mp4"]["error"]
+    for name in ("person0.avi", "person1.avi", "still.png"):
+        entry = by_name[name]
+        assert entry["error"] is None and entry["verdict"] in ("fake", "real")
+        assert entry["verdict"] == ("fake" if entry["score"] >= 0.5 else "real")
+        assert entry["low"] <= entry["score"] <= entry["high"]
+        assert len(entry["frames"]) == (1 if name == "still.png" else 3)
+        for frame in entry["frames"]:
+            x0, y0, x1, y1 = frame["box"]
+            assert 0 <= x0 < x1 <= 192 and 0 <= y0 < y1 <= 160 and x1 - x0 == y1 - y0
+            assert (out / entry["frames_dir"] / f"{frame['frame']}.png").is_file()
+    for name in ("person0.avi", "person1.avi"):
+        assert (out / by_name[name]["video"]).is_file()
+    for name in ("noface.avi", "broken.mp4", "README.txt"):
+        assert by_name[name]["score"] is None and by_name[name]["verdict"] is None
+    with open(out / "frames.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3 + 3 + 1
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "not a video or image" in result.stderr  # one line per input, errors too
+
+    # Only good inputs: exit status 0.
+    result = _run_detect(
+        f"--model={model_dir}", f"--input={face_inputs / 'person*.avi'}", f"--out={out}2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out.parent / "out2" / "report.json").read_text())["counts"]["scored"] == 2
+
+
+@pytest.mark.slow
+def test_detect_binary_usage_errors(
+    model_dir: str, face_inputs: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    video = f"--input={face_inputs / 'person0.avi'}"
+    # A model folder incomplete, then tampered with: exit 1, nothing written.
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / "decision.json").write_text('{"threshold": 0.0}')
+    for check in ("has been changed", "is incomplete"):
+        out = tmp_path / f"out_{check.split()[-1]}"
+        result = _run_detect(f"--model={broken}", video, f"--out={out}")
+        assert result.returncode == 1 and check in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        assert not out.exists()
+        (broken / "decision.json").unlink(missing_ok=True)
+    # An --input that matches nothing.
+    result = _run_detect(f"--model={model_dir}", f"--input={tmp_path / 'nothing*.mp4'}")
+    assert result.returncode == 1 and "matches no file" in result.stderr
+    # An output folder that cannot be written (below a file).
+    (tmp_path / "file").write_text("x")
+    result = _run_detect(f"--model={model_dir}", video, f"--out={tmp_path / 'file' / 'out'}")
+    assert result.returncode == 1 and "Cannot write to --out" in result.stderr
+    assert "Traceback" not in result.stderr

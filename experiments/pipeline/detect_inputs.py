@@ -8,7 +8,8 @@ follows its extension (`detector.input_kind`: `VIDEO_EXTENSIONS`, `IMAGE_EXTENSI
   kept, with kind None: the report records it as a failed input, since the user asked
   for it by name.
 - Inside a folder, files that are neither are skipped and only counted (`skipped` in
-  the report): a folder of videos commonly holds metadata, thumbnails' sidecars, etc.
+  the report): a folder of videos commonly holds metadata, subtitles, etc. (unless the
+  same file is also named directly).
 - A PATH that matches nothing is an error (`NoInputError`): nothing is scored.
 
 Files are listed in the order of the PATHs, each folder's files sorted, and a file
@@ -72,19 +73,21 @@ def expand_inputs(paths: Iterable[str], kind_of: KindOf) -> ExpandedInputs:
     if not paths:
         raise NoInputError("No --input given: name a video, an image, a folder or a glob.")
     files: list[InputFile] = []
-    skipped: list[str] = []
     seen: set[str] = set()
+
+    skipped_keys: dict[str, str] = {}  # realpath -> path of files skipped in folders
 
     def add(path: str, inside_folder: bool) -> None:
         key = os.path.realpath(path)
         if key in seen:
             return
-        seen.add(key)
         kind = kind_of(path)
         if kind is None and inside_folder:
-            skipped.append(path)
-        else:
-            files.append(InputFile(path, kind))
+            skipped_keys.setdefault(key, path)
+            return
+        seen.add(key)
+        skipped_keys.pop(key, None)  # named directly after all: an input, not a skip
+        files.append(InputFile(path, kind))
 
     for pattern in paths:
         if _has_magic(pattern):
@@ -104,7 +107,7 @@ def expand_inputs(paths: Iterable[str], kind_of: KindOf) -> ExpandedInputs:
                     add(path, inside_folder=True)
             else:
                 add(match, inside_folder=False)
-    return ExpandedInputs(files, skipped)
+    return ExpandedInputs(files, list(skipped_keys.values()))
 
 
 def input_keys(files: list[InputFile]) -> list[str]:

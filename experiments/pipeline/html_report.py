@@ -9,8 +9,9 @@ inline, there are no scripts and no links to fetch. It shows
   over frames, verdict or the error;
 - per video the plot of the fake probability of each scored frame over time with the
   threshold line; per input the heatmap figures of at most `MAX_HEATMAPS` frames,
-  evenly spaced over its scored frames, to keep the page small (every frame's figure
-  is in `frames/<key>/` beside the report).
+  evenly spaced over its scored frames, embedded at half size (`HEATMAP_SCALE`), to
+  keep the page small (about 0.5 MB per input; every frame's full-size figure is in
+  `frames/<key>/` beside the report).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import html
 import os
 from typing import Any
 
+import cv2
 import numpy as np
 
 MAX_HEATMAPS = 8
+HEATMAP_SCALE = 0.5
 
 _STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; }
@@ -45,12 +48,20 @@ def evenly_spaced(n: int, k: int = MAX_HEATMAPS) -> list[int]:
     return sorted({int(i) for i in np.round(np.linspace(0, n - 1, k))})
 
 
-def data_uri(path: str) -> str | None:
-    """The PNG file at `path` as a data URI; None where it is missing."""
+def data_uri(path: str, scale: float = 1.0) -> str | None:
+    """The PNG file at `path` as a data URI, resized by `scale`; None where missing."""
     if not path or not os.path.exists(path):
         return None
-    with open(path, "rb") as f:
-        return "data:image/png;base64," + base64.b64encode(f.read()).decode("ascii")
+    if scale == 1.0:
+        with open(path, "rb") as f:
+            png = f.read()
+    else:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            return None
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _fmt(value: float | None) -> str:
@@ -97,7 +108,8 @@ def _section(entry: dict[str, Any], out_dir: str) -> str:
         )
     for i in shown:
         frame = frames[i]
-        uri = data_uri(os.path.join(out_dir, entry["frames_dir"], f"{frame['frame']}.png"))
+        path = os.path.join(out_dir, entry["frames_dir"], f"{frame['frame']}.png")
+        uri = data_uri(path, HEATMAP_SCALE)
         if uri:
             parts.append(
                 f'<div class="figure"><img alt="frame {frame["frame"]}" src="{uri}"></div>'
