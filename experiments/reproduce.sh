@@ -148,3 +148,25 @@ log "export: the model folder $WORKDIR/model"
 
 log "done in $(($(date +%s) - START)) s: $WORKDIR/results/"
 cat "$WORKDIR/results/table1.md" "$WORKDIR/results/table2.md"
+
+# Detect: the exported model on a few test-split videos of the generated dataset, the
+# two originals of the first test pair and every method's fake of that pair
+# (WORKDIR/detect/report.html); `python -m experiments.detect` runs it on your own.
+if [ -z "$FFPP_ROOT" ]; then
+  log "detect: test videos of the generated dataset with $WORKDIR/model"
+  VIDEOS="$WORKDIR/synthetic_ffpp"
+  # test.json is [["target", "source"], ...]: the first pair's two ids.
+  read -r TARGET SOURCE _ < <(tr -d ' \n[]"' < "$VIDEOS/splits/test.json" | tr ',' ' '; echo)
+  "$PYTHON" -m experiments.detect --model="$WORKDIR/model" --out="$WORKDIR/detect" \
+    --frames_per_video=8 \
+    --input="$VIDEOS/original_sequences/youtube/raw/videos/$TARGET.*" \
+    --input="$VIDEOS/original_sequences/youtube/raw/videos/$SOURCE.*" \
+    --input="$VIDEOS/manipulated_sequences/*/raw/videos/${TARGET}_${SOURCE}.*" \
+    || detect_status=$?
+  case "${detect_status:-0}" in
+    0) ;;
+    3) log "warning: some detect inputs failed; see $WORKDIR/detect/report.json" ;;
+    *) exit "$detect_status" ;;
+  esac
+  log "detect report: $WORKDIR/detect/report.html (verdicts, score plots, heatmaps)"
+fi

@@ -11,6 +11,7 @@ binary asks it for paths. A work directory looks like
       detection/<protocol>/<method>/   run_detection: model.keras, predictions.csv, ...
       results/             make_tables, make_figures: tables, figures, run.json
       model/               export_model (in make reproduce): the self-contained model folder
+      detect/              detect (in make reproduce): report.html, report.json, frames/, ...
       commands.jsonl       every stage's command line
 """
 
@@ -26,6 +27,7 @@ LIKELIHOODS = "likelihoods"
 DETECTION = "detection"
 RESULTS = "results"
 MODEL = "model"
+DETECT = "detect"
 COMMANDS_FILE = "commands.jsonl"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -67,6 +69,11 @@ class Workdir:
     def model(self) -> str:
         """The default model folder `export_model` writes (one self-contained folder)."""
         return os.path.join(self.root, MODEL)
+
+    @property
+    def detect(self) -> str:
+        """The report `make reproduce` has detect write on a few generated test videos."""
+        return os.path.join(self.root, DETECT)
 
     @property
     def commands(self) -> str:
