@@ -5,8 +5,12 @@ per method: `a_b` and `b_a` for a pair [a, b]) and the pairs split train/val/tes
 FF++ proportions (72/14/14 %), written as official-format split files. Videos are
 FFV1 (lossless; the paper works on raw video) in `.avi` or `.mkv`, laid out as FF++
 at the `raw` level (`datasets.ffpp`), and every written video is read back and
-compared with what was written. The files beside the videos are those the generated
-adapter reads (`datasets.generated`).
+compared with what was written. Every fake has its manipulation mask, as FF++ ships
+them (`manipulated_sequences/<method>/masks/videos/<target>_<source>.<container>`):
+white (255 in all three channels) where the manipulation's own region
+(`manipulations.MASKED_MANIPULATIONS`) lies, black elsewhere, FFV1 like the videos.
+The files beside the videos are those the generated adapter reads
+(`datasets.generated`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from data_prep.datasets.ffpp import videos_dir
+from data_prep.datasets.ffpp import masks_dir, videos_dir
 from data_prep.datasets.generated import MARKER, SETTINGS, SPLITS_DIR
 from data_prep.files import atomic_path, read_json, write_json_atomically
 from data_prep.methods import ORIGINAL, SPLITS
-from data_prep.synthetic.manipulations import MANIPULATIONS
+from data_prep.synthetic.manipulations import MANIPULATIONS, MASKED_MANIPULATIONS
 from data_prep.synthetic.rendering import make_identity, render_video, seeded_rng
 
 CONTAINERS: tuple[str, ...] = ("avi", "mkv")
@@ -99,6 +103,11 @@ def _check_read_back(path: str, frames: list[np.ndarray]) -> None:
         raise RuntimeError(f"Video {path} reads back {read} of {len(frames)} frames.")
 
 
+def _mask_frame(region: np.ndarray) -> np.ndarray:
+    """A bool [H, W] region as an FF++-style mask frame: BGR uint8 [H, W, 3], 255 inside."""
+    return np.repeat(region[..., None].astype(np.uint8) * 255, 3, axis=2)
+
+
 def generate_synthetic_ffpp(
     out_dir: str,
     identities: int = 12,
@@ -114,9 +123,12 @@ def generate_synthetic_ffpp(
 
     Layout: `original_sequences/youtube/raw/videos/<id>.<container>`,
     `manipulated_sequences/<method>/raw/videos/<target>_<source>.<container>`,
-    `splits/{train,val,test}.json`. Generation is deterministic; videos already
-    written by an earlier run with the same settings are kept, so an interrupted
-    run resumes, and a dataset already complete is returned as it is.
+    its mask `manipulated_sequences/<method>/masks/videos/<target>_<source>.<container>`
+    (BGR, 255 inside the manipulated region, 0 outside), `splits/{train,val,test}.json`.
+    Generation is deterministic; videos already written by an earlier run with the
+    same settings are kept, so an interrupted run resumes (a dataset written before
+    masks existed gains its masks, its videos kept), and a dataset already complete
+    is returned as it is.
 
     Args:
       out_dir: output folder (created).
@@ -169,9 +181,16 @@ def generate_synthetic_ffpp(
     def path_of(method: str, video: str) -> str:
         return os.path.join(videos_dir(out_dir, method, "raw"), f"{video}.{container}")
 
+    def mask_of(method: str, video: str) -> str:
+        return os.path.join(masks_dir(out_dir, method), f"{video}.{container}")
+
     all_pairs = [pair for split in SPLITS for pair in pairs[split]]
     expected = [path_of(ORIGINAL, name) for pair in all_pairs for name in pair] + [
-        path_of(m, f"{t}_{s}") for a, b in all_pairs for t, s in ((a, b), (b, a)) for m in methods
+        of(m, f"{t}_{s}")
+        for a, b in all_pairs
+        for t, s in ((a, b), (b, a))
+        for m in methods
+        for of in (path_of, mask_of)
     ]
     saved = read_json(marker)
     if (
@@ -205,12 +224,16 @@ def generate_synthetic_ffpp(
             pair_seed = seed * 1_000_003 + int(target) * 1009 + int(source)
             for method in methods:
                 path = path_of(method, f"{target}_{source}")
-                if not os.path.exists(path):
-                    fake = [
-                        MANIPULATIONS[method](t, videos[target], videos[source], pair_seed)
+                mask_path = mask_of(method, f"{target}_{source}")
+                if not (os.path.exists(path) and os.path.exists(mask_path)):
+                    # A dataset written before masks existed gains them; its videos stay.
+                    made = [
+                        MASKED_MANIPULATIONS[method](t, videos[target], videos[source], pair_seed)
                         for t in range(frames)
                     ]
-                    write_video(path, fake, fps)
+                    if not os.path.exists(path):
+                        write_video(path, [fake for fake, _ in made], fps)
+                    write_video(mask_path, [_mask_frame(region) for _, region in made], fps)
                 counts[method] += 1
     summary = {
         "settings": settings,

@@ -81,6 +81,13 @@ def deepfakes(
       target: the target's frame, uint8 [H, W, 3]; state: its pose and expression.
     Returns the fake frame, uint8 [H, W, 3].
     """
+    return _deepfakes(target, target_id, source_id, state)[0]
+
+
+def _deepfakes(
+    target: np.ndarray, target_id: Identity, source_id: Identity, state: FrameState
+) -> tuple[np.ndarray, np.ndarray]:
+    """`deepfakes` and its region: bool [H, W], where the blend weight is > 0."""
     lm = landmarks(target_id, state)
     face_w, face_h = lm["size"]
     swapped = render_face(source_id, state)
@@ -98,7 +105,7 @@ def deepfakes(
     inside = mask[y0:y1, x0:x1, 0] > 0.5
     target_f = target.astype(np.float32)
     swapped[y0:y1, x0:x1] = patch + (target_f[y0:y1, x0:x1][inside].mean(0) - patch[inside].mean(0))
-    return _to_uint8(target_f * (1 - mask) + swapped * mask)
+    return _to_uint8(target_f * (1 - mask) + swapped * mask), mask[..., 0] > 0
 
 
 def face2face(
@@ -110,6 +117,24 @@ def face2face(
 ) -> np.ndarray:
     """The target's own face with the source's expression imposed by a smooth warp of
     the mouth corners, lower lip and brows (Gaussian radial displacement field)."""
+    return _face2face(target, target_id, state, source_state, pair_seed)[0]
+
+
+# Displacements below this many pixels leave a pixel as it was: cv2.remap resamples on
+# a 1/32-pixel grid (INTER_TAB_SIZE), so a shift under 1/64 rounds to none. Half that,
+# to be safe, bounds the warp's region.
+_WARP_REGION_PX = 1.0 / 128
+
+
+def _face2face(
+    target: np.ndarray,
+    target_id: Identity,
+    state: FrameState,
+    source_state: FrameState,
+    pair_seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`face2face` and its region: bool [H, W], where the warp moves a pixel by at
+    least `_WARP_REGION_PX` in x or y."""
     height, width = target.shape[:2]
     lm = landmarks(target_id, state)
     face_w = lm["size"][0]
@@ -132,7 +157,8 @@ def face2face(
         dx += mx * weight
         dy += my * weight
     # Backward map: the output at x shows the input at x - displacement(x).
-    return cv2.remap(target, xs - dx, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    fake = cv2.remap(target, xs - dx, ys - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return fake, np.maximum(np.abs(dx), np.abs(dy)) >= _WARP_REGION_PX
 
 
 def faceswap(
@@ -145,6 +171,22 @@ def faceswap(
 ) -> np.ndarray:
     """The source's inner face, from its own frame, aligned to the target's eyes and
     mouth by an affine warp and pasted with Poisson blending."""
+    return _faceswap(target, target_id, state, source, source_id, source_state)[0]
+
+
+def _faceswap(
+    target: np.ndarray,
+    target_id: Identity,
+    state: FrameState,
+    source: np.ndarray,
+    source_id: Identity,
+    source_state: FrameState,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`faceswap` and its region: bool [H, W], the bounding box of the clone mask.
+
+    The Poisson solve of cv2.seamlessClone rewrites that whole rectangle, not only the
+    mask's ellipse (pixels between the two change too), so the rectangle is the region.
+    """
     height, width = target.shape[:2]
     lt, ls = landmarks(target_id, state), landmarks(source_id, source_state)
     keys = ("left_eye", "right_eye", "mouth")
@@ -160,7 +202,10 @@ def faceswap(
     mask = (mask[..., 0] > 0.5).astype(np.uint8) * 255
     mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0  # seamlessClone needs a border
     x, y, w, h = cv2.boundingRect(mask)
-    return cv2.seamlessClone(aligned, target, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+    fake = cv2.seamlessClone(aligned, target, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+    region = np.zeros(mask.shape, bool)
+    region[y : y + h, x : x + w] = True
+    return fake, region
 
 
 def neuraltextures(
@@ -168,6 +213,13 @@ def neuraltextures(
 ) -> np.ndarray:
     """The target's mouth region re-rendered with the source's mouth motion, as a
     smoothed (edge-preserving) and colour-quantised texture without sensor noise."""
+    return _neuraltextures(target, target_id, state, source_state)[0]
+
+
+def _neuraltextures(
+    target: np.ndarray, target_id: Identity, state: FrameState, source_state: FrameState
+) -> tuple[np.ndarray, np.ndarray]:
+    """`neuraltextures` and its region: bool [H, W], where the blend weight is > 0."""
     lm = landmarks(target_id, state)
     face_w, face_h = lm["size"]
     rendered = render_face(
@@ -178,23 +230,27 @@ def neuraltextures(
     mask = _soft_ellipse(
         target.shape, centre, (0.32 * face_w, 0.17 * face_h), state.roll, 0.03 * face_w
     )
-    return _to_uint8(target.astype(np.float32) * (1 - mask) + texture * mask)
+    return _to_uint8(target.astype(np.float32) * (1 - mask) + texture * mask), mask[..., 0] > 0
 
 
-def _deepfakes_frame(t: int, target: RenderedVideo, source: RenderedVideo, _: int) -> np.ndarray:
-    return deepfakes(target.frames[t], target.identity, source.identity, target.states[t])
+def _deepfakes_frame(
+    t: int, target: RenderedVideo, source: RenderedVideo, _: int
+) -> tuple[np.ndarray, np.ndarray]:
+    return _deepfakes(target.frames[t], target.identity, source.identity, target.states[t])
 
 
 def _face2face_frame(
     t: int, target: RenderedVideo, source: RenderedVideo, pair_seed: int
-) -> np.ndarray:
-    return face2face(
+) -> tuple[np.ndarray, np.ndarray]:
+    return _face2face(
         target.frames[t], target.identity, target.states[t], source.states[t], pair_seed
     )
 
 
-def _faceswap_frame(t: int, target: RenderedVideo, source: RenderedVideo, _: int) -> np.ndarray:
-    return faceswap(
+def _faceswap_frame(
+    t: int, target: RenderedVideo, source: RenderedVideo, _: int
+) -> tuple[np.ndarray, np.ndarray]:
+    return _faceswap(
         target.frames[t],
         target.identity,
         target.states[t],
@@ -206,14 +262,31 @@ def _faceswap_frame(t: int, target: RenderedVideo, source: RenderedVideo, _: int
 
 def _neuraltextures_frame(
     t: int, target: RenderedVideo, source: RenderedVideo, _: int
-) -> np.ndarray:
-    return neuraltextures(target.frames[t], target.identity, target.states[t], source.states[t])
+) -> tuple[np.ndarray, np.ndarray]:
+    return _neuraltextures(target.frames[t], target.identity, target.states[t], source.states[t])
 
 
-# Frame t of a fake: (t, target's video, source's video, pair seed) -> uint8 [H, W, 3].
-MANIPULATIONS: dict[str, Callable[[int, RenderedVideo, RenderedVideo, int], np.ndarray]] = {
+MaskedFrame = Callable[[int, RenderedVideo, RenderedVideo, int], tuple[np.ndarray, np.ndarray]]
+# Frame t of a fake and its manipulation region: (t, target's video, source's video,
+# pair seed) -> (uint8 [H, W, 3], bool [H, W]). The region is the manipulation's own
+# (blend weight > 0, warp displacement, clone mask): every pixel outside it is the
+# target's as it was (FaceSwap: the clone mask's bounding box, which Poisson blending
+# rewrites whole).
+MASKED_MANIPULATIONS: dict[str, MaskedFrame] = {
     "Deepfakes": _deepfakes_frame,
     "Face2Face": _face2face_frame,
     "FaceSwap": _faceswap_frame,
     "NeuralTextures": _neuraltextures_frame,
+}
+
+
+def _fake_only(
+    masked: MaskedFrame,
+) -> Callable[[int, RenderedVideo, RenderedVideo, int], np.ndarray]:
+    return lambda t, target, source, pair_seed: masked(t, target, source, pair_seed)[0]
+
+
+# Frame t of a fake: (t, target's video, source's video, pair seed) -> uint8 [H, W, 3].
+MANIPULATIONS: dict[str, Callable[[int, RenderedVideo, RenderedVideo, int], np.ndarray]] = {
+    name: _fake_only(masked) for name, masked in MASKED_MANIPULATIONS.items()
 }
