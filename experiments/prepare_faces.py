@@ -1,15 +1,22 @@
-r"""Crops the faces of a dataset's videos (FF++ or the generated one) into 64x64 TFRecord shards.
+r"""Crops the faces of a dataset's videos (FF++, Celeb-DF, DFDC, a folder) into 64x64 shards.
 
 Usage:
   python -m experiments.prepare_faces --config=smoke|paper --workdir=WORKDIR \
       --dataset=ffpp --dataset_root=FFPP --splits_dir=SPLITS [--compression=raw|c23|c40]
   python -m experiments.prepare_faces --config=smoke --workdir=WORKDIR --dataset=generated \
       [--dataset_root=DIR]
+  python -m experiments.prepare_faces --config=paper --workdir=WORKDIR \
+      --dataset=celebdf|dfdc|folder --dataset_root=DIR_OR_CSV
   overrides (default: the config's face settings): [--methods=Deepfakes,Face2Face,...]
       [--frames_per_video=N] [--detection=fast|exact] [--max_frames=N] [--workers=N]
 
 `--dataset=generated` without `--dataset_root` reads WORKDIR/synthetic_ffpp (written
-by make_synthetic_ffpp); it has its own splits. Writes
+by make_synthetic_ffpp); it has its own splits. Celeb-DF (`celebdf`: its test list as
+`test`, the other videos in no split), DFDC (`dfdc`: each part's metadata.json) and a
+generic folder (`folder`: real/ and fake/, optionally under train/val/test, or a CSV
+path,label[,split]; no split: test) bring their own splits (see
+`data_prep.datasets`); the config's FF++ methods do not apply to them, so every
+method they hold is taken unless --methods names some. Writes
 `WORKDIR/faces/<split>/<source>/<video>.tfrecord` (one shard per video; source =
 original or the method), `WORKDIR/faces/manifest.json` (per-video counts, totals per
 split and method, settings) and `WORKDIR/faces/config.json`. Running the same command
@@ -42,13 +49,17 @@ DATASET = flags.DEFINE_enum(
     None,
     list(ADAPTERS),
     "ffpp: FaceForensics++ as its download script wrote it (needs --dataset_root and "
-    "--splits_dir); generated: the dataset make_synthetic_ffpp wrote.",
+    "--splits_dir); generated: the dataset make_synthetic_ffpp wrote; celebdf: Celeb-DF v2 "
+    "(Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt); dfdc: "
+    "DFDC parts, each folder with its metadata.json; folder: real/ and fake/ (optionally "
+    "<split>/real/, <split>/fake/) or a CSV file path,label[,split].",
 )
 DATASET_ROOT = flags.DEFINE_string(
     "dataset_root",
     None,
-    "The dataset's folder (FF++: holding original_sequences/ and manipulated_sequences/). "
-    "Default for --dataset=generated: WORKDIR/synthetic_ffpp.",
+    "The dataset's folder (FF++: holding original_sequences/ and manipulated_sequences/; "
+    "folder: a folder or a CSV file). Default for --dataset=generated: "
+    "WORKDIR/synthetic_ffpp.",
 )
 SPLITS_DIR = flags.DEFINE_string(
     "splits_dir",
@@ -112,10 +123,16 @@ def dataset_root(workdir: Workdir) -> str:
         return DATASET_ROOT.value
     if DATASET.value == GeneratedDataset.name:
         return workdir.generated_dataset
-    raise app.UsageError(
-        f"--dataset_root is required with --dataset={DATASET.value}: the folder the FF++ "
-        "download script wrote (holding original_sequences/ and manipulated_sequences/)."
-    )
+    what = {
+        "ffpp": "the folder the FF++ download script wrote (holding original_sequences/ and "
+        "manipulated_sequences/)",
+        "celebdf": "the Celeb-DF v2 folder (holding Celeb-real/, YouTube-real/, "
+        "Celeb-synthesis/ and List_of_testing_videos.txt)",
+        "dfdc": "the folder holding the DFDC parts, each with its metadata.json",
+        "folder": "a folder holding real/ and fake/ (or <split>/real/ and <split>/fake/), "
+        "or a CSV file path,label[,split]",
+    }.get(DATASET.value, "the dataset's folder")
+    raise app.UsageError(f"--dataset_root is required with --dataset={DATASET.value}: {what}.")
 
 
 def main(argv: list[str]) -> int:

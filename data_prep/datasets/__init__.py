@@ -1,8 +1,9 @@
 """Datasets as adapters: each lists its videos with source, label, split and paths.
 
-`ADAPTERS` is the one registry: a new dataset (Celeb-DF, DFDC, a folder of files) is
-one module defining a class with `name`, `root`, `splits_dir` and `list_videos`
-(`base.VideoDataset`), added here.
+`ADAPTERS` is the one registry: FF++ (`ffpp`), the generated miniature FF++
+(`generated`), Celeb-DF v2 (`celebdf`), DFDC (`dfdc`) and a generic folder or CSV of
+real and fake files (`folder`). A new dataset is one module defining a class with
+`name`, `root`, `splits_dir` and `list_videos` (`base.VideoDataset`), added here.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoDataset, VideoEntry
+from data_prep.datasets.celebdf import CelebDFDataset
+from data_prep.datasets.dfdc import DFDCDataset
 from data_prep.datasets.ffpp import FFPPDataset
+from data_prep.datasets.folder import FolderDataset
 from data_prep.datasets.generated import GeneratedDataset
 
 __all__ = [
     "ADAPTERS",
+    "CelebDFDataset",
+    "DFDCDataset",
     "DatasetListing",
     "DatasetProblem",
     "FFPPDataset",
+    "FolderDataset",
     "GeneratedDataset",
     "VideoDataset",
     "VideoEntry",
@@ -27,6 +34,9 @@ __all__ = [
 ADAPTERS: dict[str, Callable[..., VideoDataset]] = {
     FFPPDataset.name: FFPPDataset,
     GeneratedDataset.name: GeneratedDataset,
+    CelebDFDataset.name: CelebDFDataset,
+    DFDCDataset.name: DFDCDataset,
+    FolderDataset.name: FolderDataset,
 }
 
 
@@ -34,9 +44,10 @@ def open_dataset(name: str, root: str, splits_dir: str | None = None) -> VideoDa
     """The adapter `name` on the dataset in `root`.
 
     Args:
-      name: a key of ADAPTERS ("ffpp", "generated").
+      name: a key of ADAPTERS ("ffpp", "generated", "celebdf", "dfdc", "folder").
       root: the dataset's folder.
-      splits_dir: the split folder, for datasets that take one (FF++ requires it).
+      splits_dir: the split folder, for datasets that take one (FF++ requires it; the
+        others bring their own splits and refuse one).
 
     Raises:
       ValueError: unknown name, or options the dataset does not take or lacks.

@@ -44,7 +44,9 @@ def label_of(source: str) -> int:
 @dataclasses.dataclass(frozen=True)
 class DatasetProblem:
     """Something a dataset lacks. `kind`: missing_method, missing_compression,
-    no_videos, duplicate_video, split_file; `method` is "" where none applies."""
+    no_videos, duplicate_video, split_file (FF++); missing_folder, missing_video,
+    bad_label, label_mismatch, bad_split, metadata_file (Celeb-DF, DFDC, folder);
+    `method` is "" where none applies."""
 
     kind: str
     method: str
@@ -61,7 +63,9 @@ class DatasetListing:
 
     `methods` are the manipulation methods listed (as requested, or every one found);
     `videos` every video found, those in no split with `split=None`; `ignored` the
-    folders present but not requested (relative to `root`).
+    folders present but not requested and the files that are not media (relative to
+    `root`); `split_policy` how the adapter assigned splits where the dataset has no
+    complete official split ("" for FF++: its official splits).
     """
 
     root: str
@@ -70,6 +74,7 @@ class DatasetListing:
     videos: list[VideoEntry]
     problems: list[DatasetProblem]
     ignored: list[str]
+    split_policy: str = ""
 
     def counts(self) -> dict[str, int]:
         """Videos found per source (`original` or method)."""
