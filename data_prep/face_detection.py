@@ -52,7 +52,8 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive), frame pixe
 class VideoCrops:
     """The face crops of one video: `images` uint8 RGB [N, S, S, 3], with the frame
     index and crop box (x0, y0, x1, y1) of each, how many frames were read, and the
-    frames the container declares and that decode (`frames.VideoFrames`)."""
+    frames the container declares and that decode (`frames.VideoFrames`), and the
+    frame size (height, width; (0, 0) when no frame was read)."""
 
     frames: list[int]
     boxes: list[Box]
@@ -61,6 +62,7 @@ class VideoCrops:
     frames_without_face: int
     frames_declared: int = 0
     frames_decoded: int = 0
+    frame_size: tuple[int, int] = (0, 0)
 
 
 def box_iou(a: Iterable[float], b: Iterable[float]) -> float:
@@ -109,6 +111,22 @@ def crop_face(frame_bgr: np.ndarray, box: Box, size: int = 64) -> np.ndarray:
     patch = frame_bgr[y0:y1, x0:x1]
     patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
+
+
+def crop_mask(mask_frame: np.ndarray, box: Box, size: int = 64) -> np.ndarray:
+    """Cuts `box` out of a manipulation-mask frame and returns uint8 [size, size], 0/255.
+
+    The mask frame (BGR [H, W, 3] or gray [H, W]; FF++ masks are white on black, and
+    lossy where the videos are) is taken to gray, resized like the face crop (area
+    interpolation), then thresholded: >= 128 -> 255, else 0. A crop pixel is therefore
+    manipulated where at least half of the frame pixels it averages are.
+    """
+    x0, y0, x1, y1 = box
+    patch = mask_frame[y0:y1, x0:x1]
+    if patch.ndim == 3:
+        patch = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
+    patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return np.where(patch >= 128, 255, 0).astype(np.uint8)
 
 
 def _largest(rects: dlib.rectangles) -> dlib.rectangle | None:
@@ -353,6 +371,7 @@ def _crop_frames(reader: VideoFrames, settings: FaceSettings, detector: FaceDete
     size = settings.crop_size
     frames, boxes, images = [], [], []
     frames_read = 0
+    height = width = 0
     for index, frame, face in track_faces(iter(reader), detector, settings.detection):
         frames_read += 1
         height, width = frame.shape[:2]
@@ -368,4 +387,5 @@ def _crop_frames(reader: VideoFrames, settings: FaceSettings, detector: FaceDete
         images=np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),
         frames_read=frames_read,
         frames_without_face=frames_read - len(frames),
+        frame_size=(height, width),
     )

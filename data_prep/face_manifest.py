@@ -4,10 +4,11 @@ The manifest holds the stage's settings, what the dataset adapter found (`ffpp_r
 `splits_dir`, `methods`, `workers`, `found`, `problems`, `unassigned`), whether the
 run is `complete`, the number of `failed_videos`, one entry per video (`video`,
 `method`, `split`, `path`, `shard`, `frames_read`, `faces`, `frames_without_face`,
-`frames_declared`, `frames_decoded`, `seconds`, `status`, `error`; see
-`face_stage.finish_video`; entries journaled before the last two existed lack them)
-and `totals` overall,
-per split, per method and per split and method. It is rebuilt from the progress
+`frames_declared`, `frames_decoded`, `seconds`, `status`, `error`, and for fakes
+`mask_path`, `frames_with_mask`, `frames_without_mask`, `mask_error`; see
+`face_stage.finish_video`; entries journaled before a key existed lack it) and
+`totals` overall, per split, per method and per split and method (a key an entry
+lacks counts 0). It is rebuilt from the progress
 journal and written atomically.
 """
 
@@ -37,6 +38,8 @@ def _zero() -> dict[str, float]:
         "frames_read": 0,
         "faces": 0,
         "frames_without_face": 0,
+        "frames_with_mask": 0,
+        "frames_without_mask": 0,
         "seconds": 0.0,
     }
 
@@ -46,6 +49,8 @@ def _add(total: dict[str, float], entry: dict[str, Any]) -> None:
     total[entry["status"]] += 1
     for key in ("frames_read", "faces", "frames_without_face", "seconds"):
         total[key] += entry[key]
+    for key in ("frames_with_mask", "frames_without_mask"):  # later keys: maybe absent
+        total[key] += entry.get(key, 0)
 
 
 def summarize(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:

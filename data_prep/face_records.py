@@ -3,7 +3,10 @@
 One example per face crop (see design `data.md`): the 64x64x3 uint8 crop as raw
 bytes, the video id (`519` or `519_515`), frame index, method (`original` or the
 FF++ method name), label (0 real, 1 fake), split, compression and the square crop
-box (x0, y0, x1, y1) in frame pixels.
+box (x0, y0, x1, y1) in frame pixels. Optionally (`mask`, only where the dataset has
+a manipulation mask for the frame) the manipulation mask cropped with the same box:
+uint8 [S, S] raw bytes, 0 (untouched) or 255 (manipulated). An example without a
+mask has no `mask` feature at all, so its bytes are those of the schema before masks.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class FaceExample:
     split: str
     compression: str
     box: tuple[int, int, int, int]
+    mask: np.ndarray | None = None  # uint8 [S, S], 0 or 255; None: no mask for this frame
 
 
 def _bytes(value: bytes) -> tf.train.Feature:
@@ -46,7 +50,7 @@ def face_features(example: FaceExample) -> dict[str, tf.train.Feature]:
         raise ValueError(
             f"Face crop must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}."
         )
-    return {
+    features = {
         "image": _bytes(image.tobytes()),
         "image_size": _ints([image.shape[0], image.shape[1]]),
         "video": _bytes(example.video.encode()),
@@ -57,6 +61,15 @@ def face_features(example: FaceExample) -> dict[str, tf.train.Feature]:
         "compression": _bytes(example.compression.encode()),
         "box": _ints([int(v) for v in example.box]),
     }
+    if example.mask is not None:
+        mask = np.asarray(example.mask)
+        if mask.dtype != np.uint8 or mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"Face mask must be uint8 {list(image.shape[:2])} like its crop, got "
+                f"{mask.dtype} {list(mask.shape)}."
+            )
+        features["mask"] = _bytes(mask.tobytes())
+    return features
 
 
 def serialize_face(example: FaceExample) -> bytes:
@@ -82,6 +95,24 @@ FACE_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
 }
 
 
+# The optional mask: an empty string where the example has none.
+MASK_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
+    "mask": tf.io.FixedLenFeature([], tf.string, default_value=""),
+}
+
+
+def decode_mask(raw: tf.Tensor, crop_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The optional mask's raw bytes ("" where absent) -> (has_mask bool [], uint8
+    [crop_size, crop_size]: the mask, or zeros where absent)."""
+    has_mask = tf.strings.length(raw) > 0
+    mask = tf.cond(
+        has_mask,
+        lambda: tf.reshape(tf.io.decode_raw(raw, tf.uint8), [crop_size, crop_size]),
+        lambda: tf.zeros([crop_size, crop_size], tf.uint8),
+    )
+    return has_mask, mask
+
+
 def decode_image(raw: tf.Tensor, image_size: tf.Tensor) -> tf.Tensor:
     """Raw bytes and [2] size to a uint8 [H, W, 3] tensor."""
     image = tf.io.decode_raw(raw, tf.uint8)
@@ -91,22 +122,34 @@ def decode_image(raw: tf.Tensor, image_size: tf.Tensor) -> tf.Tensor:
 def parse_face(serialized: tf.Tensor, crop_size: int = 64) -> dict[str, tf.Tensor]:
     """Parses one serialised face example (pure; usable inside tf.data).
 
-    Returns a dict with `image` uint8 [crop_size, crop_size, 3] and the scalar metadata
+    Returns a dict with `image` uint8 [crop_size, crop_size, 3], the scalar metadata
     (`video`, `method`, `split`, `compression` strings; `frame`, `label` int64;
-    `box` int64 [4]).
+    `box` int64 [4]), `has_mask` bool [] and `mask` uint8 [crop_size, crop_size]
+    (zeros where `has_mask` is False: fixed shapes, so examples batch).
     """
-    parsed = tf.io.parse_single_example(serialized, FACE_FEATURE_SPEC)
+    parsed = tf.io.parse_single_example(serialized, {**FACE_FEATURE_SPEC, **MASK_FEATURE_SPEC})
     image = decode_image(parsed.pop("image"), parsed.pop("image_size"))
     parsed["image"] = tf.ensure_shape(image, [crop_size, crop_size, 3])
+    parsed["has_mask"], parsed["mask"] = decode_mask(parsed.pop("mask"), crop_size)
     return parsed
 
 
 def parse_face_numpy(serialized: bytes) -> FaceExample:
-    """Parses one serialised face example eagerly into a FaceExample."""
+    """Parses one serialised face example eagerly into a FaceExample (`mask` None
+    where the example has none)."""
     example = tf.train.Example.FromString(serialized)
     feature = example.features.feature
     height, width = feature["image_size"].int64_list.value
     image = np.frombuffer(feature["image"].bytes_list.value[0], np.uint8)
+    mask = None
+    if "mask" in feature:
+        mask = np.frombuffer(feature["mask"].bytes_list.value[0], np.uint8)
+        if mask.size != height * width:
+            raise ValueError(
+                f"Face mask holds {mask.size} bytes but its crop is {height}x{width}: the "
+                "shard is corrupt; delete it and re-run prepare_faces."
+            )
+        mask = mask.reshape(height, width)
     return FaceExample(
         image=image.reshape(height, width, 3),
         video=feature["video"].bytes_list.value[0].decode(),
@@ -116,4 +159,5 @@ def parse_face_numpy(serialized: bytes) -> FaceExample:
         split=feature["split"].bytes_list.value[0].decode(),
         compression=feature["compression"].bytes_list.value[0].decode(),
         box=tuple(int(v) for v in feature["box"].int64_list.value),
+        mask=mask,
     )

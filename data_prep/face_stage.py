@@ -4,7 +4,10 @@ For each video that a dataset adapter (`datasets`) lists in a split, the sampled
 frames (`frames`) are decoded, the face is found and cropped the FaceForensics++ way
 (`face_detection`: dlib's frontal HOG detector, a 1.3 x max(w, h) square), and the
 crops are written as one TFRecord shard per video (`face_records` schema), as in the
-paper's preprocessing (Khodabakhsh & Busch, BIOSIG 2020, Sec. 4):
+paper's preprocessing (Khodabakhsh & Busch, BIOSIG 2020, Sec. 4). Where the adapter
+lists a fake's manipulation mask video (`VideoEntry.mask_path`), every crop also gets
+its mask, cut with the same box (`face_detection.crop_mask`); frames the mask video
+lacks (missing, short, unreadable) get none and are counted, and never fail the video:
 
     <out_dir>/<split>/<source>/<video>.tfrecord     source: original or the method
     <out_dir>/manifest.json                          per-video counts, totals, settings
@@ -30,6 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from absl import logging
 from tqdm import tqdm
 
@@ -46,7 +50,7 @@ from data_prep.face_manifest import (
 from data_prep.face_settings import FaceSettings
 from data_prep.face_workers import CropJob, CropResult, map_jobs
 from data_prep.files import TMP_SUFFIX, check_writable, read_json, write_json_atomically
-from data_prep.methods import SPLITS
+from data_prep.methods import ORIGINAL, SPLITS
 
 # TensorFlow (the record schema and the shard writer) is imported inside the functions
 # that write: worker processes import this module through the binary and should start
@@ -73,10 +77,17 @@ def shard_path(out_dir: str, split: str, source: str, video: str) -> str:
     return os.path.join(out_dir, split, source, video + SHARD_SUFFIX)
 
 
-def write_video_shard(video: VideoEntry, crops: VideoCrops, compression: str, out_dir: str) -> str:
+def write_video_shard(
+    video: VideoEntry,
+    crops: VideoCrops,
+    compression: str,
+    out_dir: str,
+    masks: list[np.ndarray | None] | None = None,
+) -> str:
     """Writes the crops of one video as face examples, atomically; returns the path.
 
-    `crops.images` is uint8 [N, S, S, 3]; one example per crop.
+    `crops.images` is uint8 [N, S, S, 3]; one example per crop. `masks`: None, or one
+    uint8 [S, S] mask (or None: that crop has none) per crop.
     """
     from data_prep.face_records import FaceExample, serialize_face
     from data_prep.files import write_shard_atomically
@@ -93,9 +104,16 @@ def write_video_shard(video: VideoEntry, crops: VideoCrops, compression: str, ou
                 split=video.split,
                 compression=compression,
                 box=box,
+                mask=mask,
             )
         )
-        for frame, box, image in zip(crops.frames, crops.boxes, crops.images, strict=True)
+        for frame, box, image, mask in zip(
+            crops.frames,
+            crops.boxes,
+            crops.images,
+            masks if masks is not None else [None] * len(crops.frames),
+            strict=True,
+        )
     )
     write_shard_atomically(path, records)
     return path
@@ -111,8 +129,11 @@ def finish_video(
     frames_declared (by the container; 0: none) and frames_decoded (that decode, at
     most max_frames; frames are sampled from these; 0 when failed before decoding),
     seconds (wall time: decoding, detection, cropping, writing), status ("ok" or
-    "failed") and error (None or why). A video without any face fails (it would add
-    nothing and hides a problem).
+    "failed") and error (None or why); for fakes, mask_path (None: the dataset
+    lists no mask), frames_with_mask and frames_without_mask (the crops written with
+    and without a mask; both 0 for originals and failed videos) and mask_error (None
+    or why some crops have no mask). A video without any face fails (it would add
+    nothing and hides a problem); a mask never fails a video.
     """
     start = time.perf_counter()
     crops, error, shard = result.crops, result.error, None
@@ -120,18 +141,22 @@ def finish_video(
         error = f"No face found in any of the {crops.frames_read} frames read from {video.path}."
     if error is None:
         try:
-            shard = os.path.relpath(write_video_shard(video, crops, compression, out_dir), out_dir)
+            shard = os.path.relpath(
+                write_video_shard(video, crops, compression, out_dir, result.masks), out_dir
+            )
         except Exception as e:  # noqa: BLE001 - recorded as a failed video, run goes on
             logging.exception("Cannot write the shard of %s", video.path)
             error = f"Cannot write the shard: {type(e).__name__}: {e}"
-    return {
+    faces = len(crops.frames) if crops and error is None else 0
+    with_mask = sum(m is not None for m in result.masks) if result.masks and faces else 0
+    entry = {
         "video": video.video,
         "method": video.source,
         "split": video.split,
         "path": video.path,
         "shard": shard,
         "frames_read": crops.frames_read if crops else 0,
-        "faces": len(crops.frames) if crops and error is None else 0,
+        "faces": faces,
         "frames_without_face": crops.frames_without_face if crops else 0,
         "frames_declared": crops.frames_declared if crops else 0,
         "frames_decoded": crops.frames_decoded if crops else 0,
@@ -139,6 +164,14 @@ def finish_video(
         "status": OK if error is None else FAILED,
         "error": error,
     }
+    if video.source != ORIGINAL:
+        entry.update(
+            mask_path=video.mask_path,
+            frames_with_mask=with_mask,
+            frames_without_mask=faces - with_mask,
+            mask_error=result.mask_error if video.mask_path else None,
+        )
+    return entry
 
 
 def _process(
@@ -146,7 +179,7 @@ def _process(
 ) -> Iterator[dict[str, Any]]:
     """Manifest entries of `videos` as they finish (cropped in workers, written here)."""
     by_key = {v.key: v for v in videos}
-    jobs = [CropJob(key=v.key, path=v.path) for v in videos]
+    jobs = [CropJob(key=v.key, path=v.path, mask_path=v.mask_path) for v in videos]
     for result in map_jobs(jobs, settings, workers):
         yield finish_video(by_key[result.key], result, settings.compression, out_dir)
 
@@ -306,6 +339,10 @@ def prepare_faces(
                 if entry["status"] == FAILED:
                     logging.warning(
                         "%s/%s failed: %s", entry["method"], entry["video"], entry["error"]
+                    )
+                elif entry.get("mask_error"):
+                    logging.warning(
+                        "%s/%s: %s", entry["method"], entry["video"], entry["mask_error"]
                     )
                 frames += entry["frames_read"]
                 bar.update(1)

@@ -29,35 +29,96 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import cv2
+import numpy as np
 from absl import logging
 
-from data_prep.face_detection import FaceDetector, VideoCrops, crop_video
+from data_prep.face_detection import Box, FaceDetector, VideoCrops, crop_mask, crop_video
 from data_prep.face_settings import FaceSettings
-from data_prep.frames import VideoReadError
+from data_prep.frames import VideoReadError, open_video
 
 
 @dataclasses.dataclass(frozen=True)
 class CropJob:
-    """One video to crop; `key` identifies it to the caller."""
+    """One video to crop; `key` identifies it to the caller; `mask_path` its
+    manipulation-mask video, where the dataset has one."""
 
     key: str
     path: str
+    mask_path: str | None = None
 
 
 @dataclasses.dataclass
 class CropResult:
-    """The crops of a job, or the reason there are none; `seconds` of wall time."""
+    """The crops of a job, or the reason there are none; `seconds` of wall time.
+
+    `masks`: one per crop of `crops`, uint8 [S, S] 0/255 or None where that frame has
+    no mask (None: the job has no mask video); `mask_error`: why the mask video gave
+    fewer masks than crops (missing, unreadable, shorter, another frame size), if so.
+    """
 
     key: str
     crops: VideoCrops | None
     error: str | None
     seconds: float
+    masks: list[np.ndarray | None] | None = None
+    mask_error: str | None = None
+
+
+def crop_masks(
+    mask_path: str, frames: list[int], boxes: list[Box], frame_size: tuple[int, int], size: int
+) -> tuple[list[np.ndarray | None], str | None]:
+    """The mask crops of the given frames of a mask video, with the crop boxes used for
+    the video (`face_detection.crop_mask`), in one sequential pass.
+
+    Args:
+      mask_path: the mask video; frame t masks frame t of the video.
+      frames: increasing frame indices of the video's crops; boxes: their boxes.
+      frame_size: the video's (height, width); a mask of another size is not used.
+      size: crop side.
+
+    Returns:
+      (one uint8 [size, size] mask or None per frame, None or why some are None). A
+      missing or unreadable file, or one of another frame size, gives no mask at all;
+      a shorter one (FF++'s DeepFakeDetection masks are) none for the frames past its end.
+    """
+    masks: list[np.ndarray | None] = [None] * len(frames)
+    try:
+        capture = open_video(mask_path)
+    except VideoReadError as e:
+        return masks, f"mask not used: {e}"
+    index, error = -1, None
+    try:
+        for i, (wanted, box) in enumerate(zip(frames, boxes, strict=True)):
+            while index < wanted - 1 and capture.grab():
+                index += 1
+            ok, frame = capture.read() if index == wanted - 1 else (False, None)
+            if not ok or frame is None:
+                error = (
+                    f"mask video {mask_path} ends after {index + 1} frames: the "
+                    f"{len(frames) - i} crops from frame {wanted} on have no mask"
+                )
+                break
+            index += 1
+            if frame.shape[:2] != tuple(frame_size):
+                error = (
+                    f"mask video {mask_path} has frames of {frame.shape[1]}x"
+                    f"{frame.shape[0]}, the video {frame_size[1]}x{frame_size[0]}: not used"
+                )
+                masks = [None] * len(frames)
+                break
+            masks[i] = crop_mask(frame, box, size)
+    finally:
+        capture.release()
+    return masks, error
 
 
 def run_job(job: CropJob, settings: FaceSettings, detector: FaceDetector) -> CropResult:
-    """Crops one video; a video that cannot be decoded gives an error, not an exception."""
+    """Crops one video, and its mask video where the job has one; a video that cannot
+    be decoded gives an error, not an exception; a mask that cannot be used leaves
+    crops without masks (`CropResult.mask_error`), never an error."""
     start = time.perf_counter()
     crops, error = None, None
+    masks, mask_error = None, None
     try:
         crops = crop_video(job.path, settings, detector)
     except VideoReadError as e:
@@ -65,7 +126,17 @@ def run_job(job: CropJob, settings: FaceSettings, detector: FaceDetector) -> Cro
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the stage
         logging.exception("Unexpected error on %s", job.path)
         error = f"{type(e).__name__}: {e}"
-    return CropResult(job.key, crops, error, time.perf_counter() - start)
+    if crops is not None and job.mask_path is not None:
+        try:
+            masks, mask_error = crop_masks(
+                job.mask_path, crops.frames, crops.boxes, crops.frame_size, settings.crop_size
+            )
+        except Exception as e:  # noqa: BLE001 - a bad mask must not fail its video
+            logging.exception("Unexpected error on the mask %s", job.mask_path)
+            masks, mask_error = [None] * len(crops.frames), f"{type(e).__name__}: {e}"
+    return CropResult(
+        job.key, crops, error, time.perf_counter() - start, masks=masks, mask_error=mask_error
+    )
 
 
 _state: dict[str, Any] = {}

@@ -2,7 +2,8 @@
 
 One example per face crop (design `data.md`): every feature of the face-crop schema
 (`face_records.face_features`: image, video, frame, method, label, split,
-compression, box) plus the UBM's per-pixel conditional log-likelihood map
+compression, box, and the optional manipulation `mask`, kept byte for byte where the
+face example has one) plus the UBM's per-pixel conditional log-likelihood map
 `log p(x_i | x_<i)` (float32 [H, W], nats, RGB joint, as raw little-endian bytes with
 its size) and the image log-likelihood (the map's sum, nats). These maps are the
 feature of Khodabakhsh & Busch (BIOSIG 2020) that the LeNet-style detector reads.
@@ -95,12 +96,16 @@ def parse_likelihood(serialized: tf.Tensor, crop_size: int = 64) -> dict[str, tf
 
     Returns the face-crop keys of `face_records.parse_face` (`image` uint8
     [crop_size, crop_size, 3], `video`, `frame`, `method`, `label`, `split`,
-    `compression`, `box`) plus `loglik_map` float32 [crop_size, crop_size] and
-    `image_loglik` float32 [].
+    `compression`, `box`, `has_mask` bool [] and `mask` uint8 [crop_size, crop_size],
+    zeros where `has_mask` is False) plus `loglik_map` float32 [crop_size, crop_size]
+    and `image_loglik` float32 [].
     """
-    parsed = tf.io.parse_single_example(serialized, LIKELIHOOD_FEATURE_SPEC)
+    parsed = tf.io.parse_single_example(
+        serialized, {**LIKELIHOOD_FEATURE_SPEC, **face_records.MASK_FEATURE_SPEC}
+    )
     image = face_records.decode_image(parsed.pop("image"), parsed.pop("image_size"))
     parsed["image"] = tf.ensure_shape(image, [crop_size, crop_size, 3])
+    parsed["has_mask"], parsed["mask"] = face_records.decode_mask(parsed.pop("mask"), crop_size)
     loglik_map = decode_map(parsed.pop("loglik_map"), parsed.pop("map_size"))
     parsed["loglik_map"] = tf.ensure_shape(loglik_map, [crop_size, crop_size])
     return parsed
@@ -134,7 +139,8 @@ def map_from_bytes(raw: bytes, map_size: tuple[int, int]) -> np.ndarray:
 
 
 def parse_likelihood_numpy(serialized: bytes) -> LikelihoodExample:
-    """Parses one serialised likelihood example eagerly."""
+    """Parses one serialised likelihood example eagerly (`face.mask` None where the
+    example has no mask)."""
     face = face_records.parse_face_numpy(serialized)
     feature = tf.train.Example.FromString(serialized).features.feature
     loglik_map = map_from_bytes(

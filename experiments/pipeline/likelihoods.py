@@ -222,7 +222,8 @@ class _ShardReader:
 
 
 def _serialize_video(raws: list[bytes], maps: list[np.ndarray], lls: list[float]) -> list[bytes]:
-    # The face is re-parsed and re-serialised as before, so records are unchanged.
+    # The face is re-parsed and re-serialised as before, so records are unchanged; its
+    # optional manipulation mask travels in the FaceExample, byte for byte.
     return [
         likelihood_records.serialize_likelihood(face_records.parse_face_numpy(raw), m, ll)
         for raw, m, ll in zip(raws, maps, lls, strict=True)
