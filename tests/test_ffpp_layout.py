@@ -219,7 +219,7 @@ def test_the_ffpp_adapter_requires_a_split_folder(tmp_path):
     with pytest.raises(ValueError, match="splits_dir"):
         FFPPDataset(str(tmp_path), None)
     with pytest.raises(ValueError, match="Unknown dataset"):
-        open_dataset("celebdf", str(tmp_path))
+        open_dataset("nosuchdataset", str(tmp_path))
 
 
 # --- frame sampling ----------------------------------------------------------------------
