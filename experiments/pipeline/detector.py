@@ -23,6 +23,7 @@ import numpy as np
 from classifier import training
 from data_prep.face_detection import FaceDetector, crop_box, crop_face, crop_video, track_faces
 from data_prep.face_settings import FaceSettings, FastSettings
+from data_prep.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, media_kind
 from experiments.pipeline import model_folder
 from experiments.pipeline.model_folder import ModelFolderError
 from pixelcnn_pp import likelihood, run_folder
@@ -40,19 +41,6 @@ __all__ = [
     "input_kind",
 ]
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4",
-    ".avi",
-    ".mkv",
-    ".mov",
-    ".webm",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".wmv",
-    ".flv",
-)
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BOOTSTRAP_SAMPLES = 1000
 BATCH_SIZE = 64  # crops per UBM forward pass
 
@@ -86,14 +74,8 @@ class Verdict:
     fake: bool  # score >= threshold
 
 
-def input_kind(path: str) -> str | None:
-    """ "video", "image" or None (neither), from the file's extension (any case)."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension in VIDEO_EXTENSIONS:
-        return "video"
-    if extension in IMAGE_EXTENSIONS:
-        return "image"
-    return None
+# The detector's input kinds are the datasets' media kinds.
+input_kind = media_kind
 
 
 def face_settings_from_json(values: dict) -> FaceSettings:
