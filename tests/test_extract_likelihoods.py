@@ -183,3 +183,35 @@ def test_last_batch_holds_the_remainder_and_empty_videos_are_written(tmp_path, r
     assert calls == [5, 5, 2] and stats["written"] == 4 and stats["frames_written"] == 12
     empty = os.path.join(out_dir, "val", "original", "007.tfrecord")
     assert os.path.exists(empty) and sum(1 for _ in tf.data.TFRecordDataset(empty)) == 0
+
+
+def test_manipulation_masks_are_carried_byte_for_byte(tmp_path, rng):
+    faces_dir, out_dir = str(tmp_path / "faces"), str(tmp_path / "likelihoods")
+    masks = [np.where(rng.random((64, 64)) < 0.3, 255, 0).astype(np.uint8) for _ in range(3)]
+    faces = [
+        face_records.FaceExample(
+            image=rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            video="007_009",
+            frame=i,
+            method="Deepfakes",
+            label=1,
+            split="train",
+            compression="raw",
+            box=(1, 2, 3, 4),
+            mask=mask,
+        )
+        for i, mask in enumerate([masks[0], None, masks[1], masks[2]])  # frame 1: no mask
+    ]
+    face_path = os.path.join(faces_dir, "train", "Deepfakes", "007_009.tfrecord")
+    raws = [face_records.serialize_face(f) for f in faces]
+    files.write_shard_atomically(face_path, raws)
+    tasks = likelihood_extraction.plan_shards(faces_dir, out_dir)
+    likelihood_extraction.extract_all(tasks, stand_in, batch_size=3)
+    out = [r.numpy() for r in tf.data.TFRecordDataset(tasks[0].output_shard)]
+    assert len(out) == len(raws)
+    for face_raw, raw in zip(raws, out, strict=True):
+        face_feature = tf.train.Example.FromString(face_raw).features.feature
+        feature = tf.train.Example.FromString(raw).features.feature
+        assert ("mask" in feature) == ("mask" in face_feature)
+        if "mask" in feature:
+            assert feature["mask"].bytes_list.value[0] == face_feature["mask"].bytes_list.value[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -97,6 +98,10 @@ def test_schema_round_trip(rng):
     assert np.array_equal(back.image, example.image)
     for field in ("video", "frame", "method", "label", "split", "compression", "box"):
         assert getattr(back, field) == getattr(example, field), field
+    assert back.mask is None
+    mask = np.where(rng.random((64, 64)) < 0.3, 255, 0).astype(np.uint8)
+    masked = parse_face_numpy(serialize_face(dataclasses.replace(example, mask=mask)))
+    assert np.array_equal(masked.mask, mask) and np.array_equal(masked.image, example.image)
 
 
 # --- a full run -----------------------------------------------------------------------------
@@ -118,6 +123,11 @@ def test_shards_hold_every_frame_with_its_metadata(ffpp, prepared):
         assert entry["shard"] == shard and os.path.exists(os.path.join(out, shard))
         mine = [k for k in records if k[1:3] == (entry["method"], entry["video"])]
         assert len(mine) == entry["faces"] and {k[0] for k in mine} == {entry["split"]}
+        if entry["method"] == ORIGINAL:  # originals have no mask
+            assert "frames_with_mask" not in entry
+        else:  # every generated fake has its mask video, with a mask for every frame
+            assert entry["mask_path"] and entry["mask_error"] is None
+            assert entry["frames_with_mask"] == entry["faces"] and not entry["frames_without_mask"]
     for raw in records.values():
         e = parse_face_numpy(raw)
         assert e.image.shape == (64, 64, 3)
@@ -126,6 +136,11 @@ def test_shards_hold_every_frame_with_its_metadata(ffpp, prepared):
         x0, y0, x1, y1 = e.box
         assert x1 - x0 == y1 - y0 > 40
         assert 0 <= x0 < x1 <= WIDTH and 0 <= y0 < y1 <= HEIGHT
+        if e.method == ORIGINAL:
+            assert e.mask is None
+        else:
+            assert e.mask.shape == (64, 64) and set(np.unique(e.mask)) <= {0, 255}
+            assert np.any(e.mask)
     totals = manifest["totals"]
     assert totals["all"]["faces"] == len(records)
     assert sum(t["videos"] for t in totals["by_split"].values()) == len(manifest["videos"])
@@ -149,6 +164,7 @@ def test_eager_and_tf_data_parsing_agree(prepared):
         assert p["split"].decode() == e.split and p["compression"].decode() == e.compression
         assert int(p["frame"]) == e.frame and int(p["label"]) == e.label
         assert tuple(int(v) for v in p["box"]) == e.box
+        assert bool(p["has_mask"]) and np.array_equal(p["mask"], e.mask)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from data_prep.datasets import GeneratedDataset, open_dataset
-from data_prep.datasets.ffpp import scan_layout, videos_dir
+from data_prep.datasets.ffpp import masks_dir, scan_layout, videos_dir
 from data_prep.datasets.ffpp_splits import load_splits, read_split_file
 from data_prep.face_detection import FaceDetector
 from data_prep.methods import ORIGINAL
@@ -70,6 +71,9 @@ def test_layout_and_split_files(dataset):
             assert index.split_of(a, ORIGINAL) == split
     with open(os.path.join(out, "synthetic.json")) as f:
         assert json.load(f)["videos"] == summary["videos"]
+    for method in METHODS:  # and a mask for every fake, in the FF++ layout
+        names = sorted(os.listdir(masks_dir(out, method)))
+        assert names == sorted(f"{v.video}.avi" for v in report.videos if v.source == method)
 
 
 @pytest.mark.parametrize("container", ["avi", "mkv"])
@@ -152,6 +156,29 @@ def test_rerun_keeps_videos_and_refuses_other_settings(dataset):
         generate_synthetic_ffpp(out, identities=IDENTITIES, frames=FRAMES, seed=SEED + 1)
 
 
+def test_a_dataset_without_masks_gains_them_and_keeps_its_videos(dataset, tmp_path):
+    out, _ = dataset
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy)
+    shutil.rmtree(os.path.join(copy, "manipulated_sequences", "FaceSwap", "masks"))
+    video = os.path.join(
+        videos_dir(copy, "FaceSwap", "raw"),
+        sorted(os.listdir(videos_dir(copy, "FaceSwap", "raw")))[0],
+    )
+    mtime = os.path.getmtime(video)
+    generate_synthetic_ffpp(copy, identities=IDENTITIES, frames=FRAMES, seed=SEED)
+    assert os.path.getmtime(video) == mtime
+    for name in os.listdir(masks_dir(out, "FaceSwap")):
+        with (
+            open(
+                os.path.join(out, "manipulated_sequences", "FaceSwap", "masks", "videos", name),
+                "rb",
+            ) as a,
+            open(os.path.join(masks_dir(copy, "FaceSwap"), name), "rb") as b,
+        ):
+            assert a.read() == b.read()  # the same masks as written with the videos
+
+
 def test_the_generated_adapter_lists_the_dataset_with_its_own_splits(dataset, tmp_path):
     out, summary = dataset
     generated = open_dataset("generated", out)
@@ -162,7 +189,12 @@ def test_the_generated_adapter_lists_the_dataset_with_its_own_splits(dataset, tm
     a, b = summary["pairs"]["test"][0]
     splits = {(v.source, v.video): v.split for v in listing.videos}
     assert splits[(ORIGINAL, a)] == splits[("FaceSwap", f"{b}_{a}")] == "test"
-    assert all(v.mask_path is None for v in listing.videos)
+    # Every fake lists its mask (originals none), through the FF++ layout code.
+    for v in listing.videos:
+        if v.source == ORIGINAL:
+            assert v.mask_path is None
+        else:
+            assert v.mask_path == os.path.join(masks_dir(out, v.source), f"{v.video}.avi")
     with pytest.raises(ValueError, match="own split files"):
         GeneratedDataset(out, splits_dir=out)
     # A folder without the marker (an interrupted run) is not a generated dataset.
