@@ -10,6 +10,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 import pytest
+from likelihood_helpers import write_likelihood_tree
 
 from classifier import metrics
 from classifier.config import DetectorConfig
@@ -172,3 +173,45 @@ def test_method_missing_from_the_faces_is_marked_missing_in_the_tables(tmp_path,
 def test_no_detection_results_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run run_detection"):
         tables.make_tables(Workdir(str(tmp_path)))
+
+
+_BASELINE_ROWS = tuple(
+    tables.baseline_label(score, label)
+    for score in ("loglik", "complexity")
+    for _, label in tables.BASELINE_METRICS
+)
+
+
+def test_baseline_rows_parse_in_every_format(workdir):
+    write_likelihood_tree(os.path.join(workdir, "likelihoods"), split_videos={"val": 2, "test": 2})
+    tables.make_tables(Workdir(workdir))
+    results = pathlib.Path(workdir) / "results"
+    for name, columns in (("table1", ["DF", "F2F", "FS", "NT"]), ("table2", None)):
+        frame = _read_csv(str(results / f"{name}.csv")).set_index("row")
+        assert list(frame.index[-4:]) == list(_BASELINE_ROWS)  # after all our rows
+        for column in columns or ["DF", "F2F", "FS", "NT", "Avg"]:
+            for row in _BASELINE_ROWS:
+                assert 0.0 <= float(frame.loc[row, column]) <= 100.0
+        auc = frame.loc[_BASELINE_ROWS[0]]
+        assert all(float(auc[c]) > 50.0 for c in ("DF", "F2F", "FS", "NT"))
+
+        md = (results / f"{name}.md").read_text().splitlines()
+        n_columns = len(md[2].strip("|").split("|"))
+        for row in _BASELINE_ROWS:
+            (line,) = [m for m in md if m.startswith(f"| {row} |")]
+            assert len(line.strip().strip("|").split("|")) == n_columns
+        assert any("Baseline rows: no LeNet" in m and "val split" in m for m in md)
+
+        tex = (results / f"{name}.tex").read_text()
+        n_tex = tex.split(r"\begin{tabular}{")[1].split("}")[0].count("c") + 1
+        for row in _BASELINE_ROWS:
+            (line,) = [t for t in tex.splitlines() if t.startswith(tables._tex(row) + " &")]
+            assert line.endswith(r"\\") and len(line.split(" & ")) == n_tex
+
+
+def test_without_likelihoods_the_baseline_rows_are_left_out_with_a_note(workdir):
+    tables.make_tables(Workdir(workdir))
+    t1 = _read_csv(os.path.join(workdir, "results", "table1.csv")).set_index("row")
+    assert not any(r.startswith("Baseline:") for r in t1.index)
+    md = (pathlib.Path(workdir) / "results" / "table2.md").read_text()
+    assert "Baseline rows (the image log-likelihood as a detector) left out" in md

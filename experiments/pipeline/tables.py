@@ -11,6 +11,12 @@ and Table 1 lists the paper's baselines too; a number the paper does not give (a
 method it did not study) is `n/a`. Extra rows give our frame AUC, EER and video-level
 accuracy and AUC. A method without results is marked `missing`, with the reason.
 
+Rows at the end give a baseline without any LeNet: the UBM's image log-likelihood
+itself as the score (`loglik_baseline`: -log p(x), and Serra et al.'s complexity-
+corrected -log2 p(x) - PNG bits), its threshold chosen on the protocol's val split,
+computed from the likelihood shards; without a `likelihoods/` folder these rows are
+left out with a note.
+
 The first line of each file names the dataset, compression and configuration; for a
 smoke run on generated data it says plainly that the numbers are not comparable with
 the paper's.
@@ -31,7 +37,7 @@ from data_prep.datasets import generated
 from data_prep.files import check_writable, read_json, write_text_atomically
 from data_prep.methods import PAPER_METHODS, abbreviation, order_methods
 from experiments.configs import CONFIG_NAMES, load_config
-from experiments.pipeline import detection, paper_results
+from experiments.pipeline import detection, loglik_baseline, paper_results
 from experiments.pipeline.workdir import CONFIG_FILE, DETECTION, MANIFEST_FILE, Workdir
 
 MISSING = "missing"
@@ -43,6 +49,10 @@ EXTRA_METRICS = (
     ("video_accuracy", "video accuracy (%)"),
     ("video_auc", "video AUC (%)"),
 )
+BASELINE = "Baseline"
+BASELINE_METRICS = (("frame_auc", "frame AUC (%)"), ("frame_accuracy", "frame accuracy (%)"))
+# {protocol: {method: {score: metrics dict or reason str}}}, as loglik_baseline gives it.
+Baselines = dict[str, dict[str, dict[str, Any]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,14 +252,88 @@ def _number(n: int) -> str:
     return _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else str(n)
 
 
+# --- the image log-likelihood baseline -----------------------------------------------
+
+
+def load_baselines(workdir: Workdir) -> Baselines | None:
+    """The baselines of `loglik_baseline` for both protocols; None without shards."""
+    if not data_lib.available_sources(workdir.likelihoods):
+        return None
+    return loglik_baseline.baseline_results(workdir.likelihoods, PROTOCOLS)
+
+
+def baseline_label(score: str, metric_label: str) -> str:
+    """The row label of one baseline score and metric."""
+    return f"{BASELINE}: {loglik_baseline.SCORE_LABELS[score]}, {metric_label}"
+
+
+def _baseline_rows(
+    baselines: Baselines | None, protocol: str, methods: Sequence[str], average: bool
+) -> list[tuple[str, dict[str, Cell]]]:
+    if baselines is None:
+        return []
+    found = baselines.get(protocol, {})
+    rows = []
+    for score in loglik_baseline.SCORES:
+        for metric, label in BASELINE_METRICS:
+            row = {}
+            for method in methods:
+                entry = found.get(method, {}).get(score)
+                value = entry.get(metric) if isinstance(entry, dict) else None
+                ok = value is not None and not np.isnan(value)
+                row[abbreviation(method)] = Cell(100.0 * value) if ok else Cell()
+            if average:
+                complete = not any(c.missing for c in row.values())
+                row["Avg"] = (
+                    Cell(float(np.mean([c.value for c in row.values()]))) if complete else Cell()
+                )
+            rows.append((baseline_label(score, label), row))
+    return rows
+
+
+def _baseline_notes(baselines: Baselines | None, protocol: str, methods: Sequence[str]) -> list:
+    if baselines is None:
+        return [
+            "Baseline rows (the image log-likelihood as a detector) left out: no likelihood "
+            "shards under likelihoods/ to compute them from."
+        ]
+    val = (
+        "real + the column's method"
+        if protocol == "known"
+        else "real + the other methods, never the column's"
+    )
+    notes = [
+        "Baseline rows: no LeNet; the UBM's image log-likelihood itself scores each test "
+        f"frame, its threshold the one maximising class-balanced accuracy on the val "
+        f"split ({val}); -image log-likelihood: -log p(x) in nats; complexity-corrected "
+        "(Serra et al., ICLR 2020): -log2 p(x) - L(x) in bits, L(x) the PNG size of the "
+        "crop in bits; higher = more likely fake. No interval."
+    ]
+    found = baselines.get(protocol, {})
+    for method in methods:
+        entry = found.get(method)
+        if entry is None:
+            notes.append(f"Baseline for {abbreviation(method)} missing: no likelihood shards.")
+            continue
+        reasons = sorted({v for v in entry.values() if isinstance(v, str)})
+        notes += [f"Baseline for {abbreviation(method)} missing: {r}." for r in reasons]
+    return notes
+
+
 _ACCURACY_NOTE = (
     "Frame accuracy (%) at a 0.5 threshold on the test split; [95% bootstrap interval, "
     "videos resampled]; difference = this run - paper, in percentage points."
 )
 
 
-def table1(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
-    """Table 1 (known attacks) from `detection/known`, one column per method."""
+def table1(
+    workdir: Workdir, header: str, methods: Sequence[str], baselines: Baselines | None = None
+) -> Table:
+    """Table 1 (known attacks) from `detection/known`, one column per method.
+
+    `baselines` (from `load_baselines`) adds the baseline rows at the end; None: a
+    note says they are left out.
+    """
     results, reasons = load_results(workdir, "known", methods)
     columns = tuple(abbreviation(m) for m in methods)
     ours = _ours_row(results, "frame_accuracy")
@@ -264,6 +348,7 @@ def table1(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
         ("Difference (this run - paper)", _difference_row(ours, paper)),
     ]
     rows += [(f"{OURS}: {label}", _ours_row(results, m)) for m, label in EXTRA_METRICS]
+    rows += _baseline_rows(baselines, "known", methods, average=False)
     return Table(
         name="table1",
         header=header,
@@ -274,15 +359,18 @@ def table1(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
             _ACCURACY_NOTE,
             *_not_given_notes(methods, average=False),
             *_missing_notes(reasons),
+            *_baseline_notes(baselines, "known", methods),
         ),
     )
 
 
-def table2(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
+def table2(
+    workdir: Workdir, header: str, methods: Sequence[str], baselines: Baselines | None = None
+) -> Table:
     """Table 2 (leave-one-out) from `detection/loo`, with the average column.
 
     The paper's average is over its four methods; beside another set of methods it
-    is `n/a`.
+    is `n/a`. `baselines` as for `table1`.
     """
     results, reasons = load_results(workdir, "loo", methods)
     columns = (*(abbreviation(m) for m in methods), "Avg")
@@ -302,6 +390,7 @@ def table2(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
         (f"{OURS}: frame accuracy (%)", ours),
         ("Difference (this run - paper)", _difference_row(ours, paper)),
         *extra,
+        *_baseline_rows(baselines, "loo", methods, average=True),
     )
     others = _number(len(methods) - 1)
     return Table(
@@ -316,6 +405,7 @@ def table2(workdir: Workdir, header: str, methods: Sequence[str]) -> Table:
             f"Avg interval: the {_number(len(methods))} methods' bootstrap replicates averaged.",
             *_not_given_notes(methods, average=True),
             *_missing_notes(reasons),
+            *_baseline_notes(baselines, "loo", methods),
         ),
     )
 
@@ -395,6 +485,8 @@ def to_latex(table: Table) -> str:
 def make_tables(workdir: Workdir) -> list[str]:
     """Writes Tables 1 and 2 as csv, md and tex under `results/`; returns the paths.
 
+    The baseline rows are computed from `likelihoods/` when it holds shards.
+
     Raises:
       FileNotFoundError: no detection results at all under `detection/`.
       PermissionError: `results/` cannot be written.
@@ -407,8 +499,12 @@ def make_tables(workdir: Workdir) -> list[str]:
     header = header_line(describe_run(workdir))
     methods = table_methods(workdir)
     check_writable(workdir.results)
+    baselines = load_baselines(workdir)
     paths = []
-    for table in (table1(workdir, header, methods), table2(workdir, header, methods)):
+    for table in (
+        table1(workdir, header, methods, baselines),
+        table2(workdir, header, methods, baselines),
+    ):
         for ext, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
             path = os.path.join(workdir.results, f"{table.name}.{ext}")
             write_text_atomically(path, render(table))
