@@ -140,6 +140,8 @@ done
 log "stage 6/6: tables and figures"
 "$PYTHON" -m experiments.make_tables "${COMMON[@]}"
 "$PYTHON" -m experiments.make_figures "${COMMON[@]}"
+# Localisation: the maps against the manipulation masks (results/localisation.*, seconds).
+"$PYTHON" -m experiments.score_localisation "${COMMON[@]}"
 
 # The deployable model folder: the UBM's averaged weights, the protocol-all detector,
 # face settings, threshold and manifest (refreshed on every run).
