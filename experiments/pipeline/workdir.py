@@ -12,6 +12,9 @@ binary asks it for paths. A work directory looks like
       results/             make_tables, make_figures: tables, figures, run.json
       model/               export_model (in make reproduce): the self-contained model folder
       detect/              detect (in make reproduce): report.html, report.json, frames/, ...
+      evaluation/<name>/   evaluate: one model on one dataset split (faces/, predictions.csv,
+                           metrics.json); make_cross_table reads them into results/cross.*
+      evaluation_data/     datasets made only to be evaluated on (the smoke run's folder set)
       commands.jsonl       every stage's command line
 """
 
@@ -28,6 +31,8 @@ DETECTION = "detection"
 RESULTS = "results"
 MODEL = "model"
 DETECT = "detect"
+EVALUATION = "evaluation"
+EVALUATION_DATA = "evaluation_data"
 COMMANDS_FILE = "commands.jsonl"
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -74,6 +79,19 @@ class Workdir:
     def detect(self) -> str:
         """The report `make reproduce` has detect write on a few generated test videos."""
         return os.path.join(self.root, DETECT)
+
+    def evaluation(self, name: str = "") -> str:
+        """`evaluation/<name>`: one evaluation of a model on a dataset split ("": all)."""
+        return (
+            os.path.join(self.root, EVALUATION, name)
+            if name
+            else os.path.join(self.root, EVALUATION)
+        )
+
+    @property
+    def evaluation_data(self) -> str:
+        """Datasets generated only to be evaluated on (never trained on)."""
+        return os.path.join(self.root, EVALUATION_DATA)
 
     @property
     def commands(self) -> str:
