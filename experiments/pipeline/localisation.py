@@ -85,6 +85,7 @@ COLUMNS: tuple[str, ...] = (
     "frames",
     "frames_without_mask",
     "frames_degenerate",
+    "mask_fraction",
     "pixel_auc",
     "pixel_auc_low",
     "pixel_auc_high",
@@ -471,6 +472,7 @@ def score_method(
             sums = np.sum(frame_sums[s], axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 row.update(
+                    mask_fraction=float(pos.sum() / (pos.sum() + neg.sum())),
                     pixel_auc=float(histogram_auc(pos, neg)),
                     pixel_ap=float(histogram_ap(pos, neg)),
                     frame_auc_mean=float(sums[0] / sums[2]) if sums[2] else math.nan,
@@ -522,7 +524,10 @@ def notes(mean_map_available: bool) -> list[str]:
         "iou: mean test IoU of score >= iou_threshold, the threshold maximising the mean "
         "IoU on the val split's fake frames (val_iou), among its score quantiles.",
         "control_pixel_auc: pooled AUC with the masks permuted across frames of other "
-        "videos (expected near 0.5).",
+        "videos: what the masks' usual place alone is worth (0.5 where masks fall "
+        "anywhere); compare pixel_auc with it.",
+        "mask area: share of manipulated pixels (the AP of a random score; the IoU of "
+        "marking every pixel).",
         "frames_without_mask: fake test frames without a mask, left out.",
     ]
     return lines
@@ -545,6 +550,7 @@ _SHOWN = (
     ("score", "score"),
     ("frames", "frames"),
     ("frames_without_mask", "no mask"),
+    ("mask_fraction", "mask area"),
     ("pixel_auc", "pixel AUC"),
     ("pixel_ap", "pixel AP"),
     ("frame_auc_mean", "frame AUC"),
