@@ -151,6 +151,39 @@ log "export: the model folder $WORKDIR/model"
 log "done in $(($(date +%s) - START)) s: $WORKDIR/results/"
 cat "$WORKDIR/results/table1.md" "$WORKDIR/results/table2.md"
 
+# Cross-dataset evaluation (smoke run): the exported model only scores (nothing trains
+# or selects on these): the generated test split, and a second generated dataset with
+# another seed (other identities and appearance; the generator has no manipulation-
+# strength setting) and fewer people, arranged in the generic folder layout
+# ROOT/real/*.avi, ROOT/fake/<method>/*.avi; then WORKDIR/results/cross.{csv,md,tex}.
+if [ -z "$FFPP_ROOT" ]; then
+  log "cross-dataset: evaluations of $WORKDIR/model, then results/cross.*"
+  OTHER="$WORKDIR/evaluation_data"
+  if [ ! -d "$OTHER/folder_seed1" ]; then
+    "$PYTHON" -m experiments.make_synthetic_ffpp "${COMMON[@]}" --out="$OTHER/ffpp_seed1.tmp" \
+      --seed=1 --identities=6 --frames=8
+    rm -rf "$OTHER/folder_seed1.tmp"
+    mkdir -p "$OTHER/folder_seed1.tmp/real"
+    cp "$OTHER"/ffpp_seed1.tmp/original_sequences/youtube/raw/videos/* "$OTHER/folder_seed1.tmp/real/"
+    for dir in "$OTHER"/ffpp_seed1.tmp/manipulated_sequences/*/; do
+      method="$(basename "$dir")"
+      mkdir -p "$OTHER/folder_seed1.tmp/fake/$method"
+      cp "$dir"raw/videos/* "$OTHER/folder_seed1.tmp/fake/$method/"
+    done
+    mv "$OTHER/folder_seed1.tmp" "$OTHER/folder_seed1"
+    rm -rf "$OTHER/ffpp_seed1.tmp"  # only the folder layout is kept
+  fi
+  # 200 resamples (not 1,000) keep the smoke intervals' bootstrap to seconds.
+  EVAL=(--model="$WORKDIR/model" --workers="$WORKERS" --frames_per_video=4 --bootstrap_samples=200)
+  "$PYTHON" -m experiments.evaluate "${EVAL[@]}" --dataset=generated \
+    --root="$WORKDIR/synthetic_ffpp" --split=test --out="$WORKDIR/evaluation/generated_test"
+  "$PYTHON" -m experiments.evaluate "${EVAL[@]}" --dataset=folder \
+    --root="$OTHER/folder_seed1" --out="$WORKDIR/evaluation/folder_seed1"
+  "$PYTHON" -m experiments.make_cross_table --workdir="$WORKDIR" \
+    --evaluations="$WORKDIR/evaluation/generated_test,$WORKDIR/evaluation/folder_seed1"
+  cat "$WORKDIR/results/cross.md"
+fi
+
 # Detect: the exported model on a few test-split videos of the generated dataset, the
 # two originals of the first test pair and every method's fake of that pair
 # (WORKDIR/detect/report.html); `python -m experiments.detect` runs it on your own.

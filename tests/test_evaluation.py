@@ -226,6 +226,12 @@ def test_no_published_cell_without_ffpp_c23_training(tmp_path):
     assert math.isclose(cell.frame_auc[0], 0.8)
 
 
+def test_cross_table_reads_the_evaluation_metrics_file():
+    from experiments.pipeline import detection
+
+    assert cross_tables.METRICS_FILE == detection.METRICS_FILE
+
+
 def test_cross_table_bad_inputs(tmp_path):
     with pytest.raises(cross_tables.CrossTableError, match="does not exist"):
         cross_tables.expand_folders([str(tmp_path / "missing")])

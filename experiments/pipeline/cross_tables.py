@@ -25,8 +25,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from data_prep.files import check_writable, read_json, write_text_atomically
-from experiments.pipeline.detection import METRICS_FILE
 from experiments.pipeline.workdir import Workdir
+
+# evaluation.py's (= detection.METRICS_FILE), spelt here so that building a table
+# loads no TensorFlow.
+METRICS_FILE = "metrics.json"
 
 CROSS_NAME = "cross"
 MISSING = "-"
