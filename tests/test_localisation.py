@@ -122,7 +122,7 @@ def test_local_trace_localises_random_maps_and_the_control_do_not(scored):
         row = by[(method, "neg_loglik")]
         assert (row.frames, row.frames_without_mask, row.frames_degenerate) == (14, 2, 1)
         assert row.videos == 4 and row.val_frames == 12
-        assert row.mask_fraction == pytest.approx(13 * 0.25 / 14)  # the empty mask counts
+        assert row.mask_fraction == pytest.approx(13 * 0.25 / 14, abs=1e-4)  # csv: 4 digits
 
 
 @pytest.mark.slow
