@@ -27,7 +27,7 @@ Streaming, bounded memory: maps are read in batches. Pooled AUC and AP come from
 per-score-bin counts of positive and negative pixels: 4096 bins over a fixed range per
 score (`SCORE_RANGES`; a value outside counts in the edge bin, and the share of such
 pixels is reported as `clipped_fraction`), kept per video for the bootstrap (2 x 4096
-int64 per video and score: 9 MB for FF++'s 140 test videos per method, two scores).
+int64 per video and score: 18 MB for FF++'s 140 test videos per method, two scores).
 Within a bin the order of positives and negatives is unknown and counts as a tie, so the
 pooled AUC differs from the exact one by at most the share of positive-negative pairs
 that share a bin (bins 0.02 nats wide). The per-frame values are exact (sklearn on the
