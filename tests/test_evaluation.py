@@ -123,6 +123,7 @@ def test_evaluation_writes_nothing_to_the_model_or_the_workdir(setup, evaluated)
     assert report["leakage"]["model_files_unchanged"] is True
     assert report["leakage"]["training_data"]["protocol"] == "all"
     assert report["leakage"]["same_dataset_as_training"] is False
+    assert report["leakage"]["split_seen_in_training"] is False
 
 
 @pytest.mark.slow

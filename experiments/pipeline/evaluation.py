@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from classifier import metrics as metrics_lib
 from data_prep.datasets import DatasetListing, VideoDataset, open_dataset
@@ -245,6 +246,14 @@ def evaluate_model(
     if after.get("files") != detector.manifest.get("files"):
         raise EvaluationError(f"The model folder {model_dir!r} changed during the evaluation.")
     trained_on = detector.manifest.get("trained_on") or {}
+    same = trained_on.get("dataset") == dataset
+    if same and split != "test":
+        logging.warning(
+            "%s is the model's training dataset and its %s split was seen in training or "
+            "selection: these numbers are not a held-out evaluation.",
+            dataset,
+            split,
+        )
     report = {
         "metrics": overall,
         "per_method": per_method,
@@ -270,7 +279,9 @@ def evaluate_model(
             "training_data": {
                 k: trained_on.get(k) for k in ("dataset", "compression", "protocol", "method")
             },
-            "same_dataset_as_training": trained_on.get("dataset") == dataset,
+            "same_dataset_as_training": same,
+            # The model was trained on train and selected on val of its own dataset.
+            "split_seen_in_training": same and split != "test",
             "scored_only": "the model is only scored: no training, no selection, no "
             "threshold tuning on the evaluated data",
             "model_files_unchanged": True,
