@@ -61,11 +61,28 @@ test: lint
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Side-by-side speed against the original PixelCNN++ code (where ../shared has it).
+REFERENCE_SPEED ?= ../shared/tools/pixelcnn-reference-speed
+
 bench: install
 	$(PY) -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
 		--batch_size=8 --image_size=64 --steps=5
-	$(PY) -m experiments.bench_faces --videos_dir=$(TALKING_HEADS) \
-		--videos=d0.mp4,d3.mp4,d9.mp4,d13.mp4 --max_frames=120
+	@if [ -x "$(REFERENCE_SPEED)" ]; then \
+		PYTHON=$(PY) "$(REFERENCE_SPEED)" 3; \
+	else \
+		echo "bench: no $(REFERENCE_SPEED): skipping the side-by-side comparison with the original PixelCNN++ code."; \
+	fi
+	@if [ -d "$(TALKING_HEADS)" ]; then \
+		$(PY) -m experiments.bench_faces --videos_dir=$(TALKING_HEADS) \
+			--videos=d0.mp4,d3.mp4,d9.mp4,d13.mp4 --max_frames=120; \
+	else \
+		echo "bench: no $(TALKING_HEADS): timing the face stage on generated videos instead."; \
+		tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(PY) -m experiments.make_synthetic_ffpp --config=smoke --workdir="$$tmp" \
+			--out="$$tmp/ffpp" --identities=6 --frames=48 && \
+		$(PY) -m experiments.bench_faces \
+			--videos_dir="$$tmp/ffpp/original_sequences/youtube/raw/videos" --max_frames=48; \
+	fi
 
 reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \

@@ -11,7 +11,11 @@ it, the configuration's UBM settings, which the flags above override where given
 temporary folder by default).
 
 Output keys include train_images_per_sec, likelihood_images_per_sec (timed after
-warm-up), forward_flops_per_image and the achieved FLOP/s, the device and TF version.
+warm-up), forward_flops_per_image and the achieved FLOP/s (train_gflops_per_sec,
+likelihood_gflops_per_sec), the device's peak (peak_gflops with peak_assumptions; null
+for an unknown GPU) and the fractions of it (train_fraction_of_peak,
+likelihood_fraction_of_peak), the device and TF version. Side by side with the
+original PixelCNN++ code: `make bench` (where ../shared has the comparison tool).
 PixelCNN++ (Salimans et al., 2017) as the UBM of Khodabakhsh & Busch (BIOSIG 2020).
 """
 

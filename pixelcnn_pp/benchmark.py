@@ -4,7 +4,10 @@ Times the real code paths: the distributed train step of `training` (forward,
 backward, Adam, Polyak averaging) and the compiled likelihood function of
 `likelihood`, on random uint8 images, after warm-up steps that absorb tracing and
 compilation. FLOP/s figures use the conv/nin multiply-add count of `flops` (a train
-step is counted as 3 forward passes: forward, and a backward pass of twice its cost).
+step is counted as 3 forward passes: forward, and a backward pass of twice its cost)
+and are set against the device's peak (`device_peak`): for a CPU, cores x clock x
+vector lanes x FMA units x 2; for a GPU, the dense peak of a small table of known
+models (None for others).
 """
 
 from __future__ import annotations
@@ -41,6 +44,86 @@ def device_description() -> str:
     return f"{model}, {os.cpu_count()} cores (CPU only)"
 
 
+# Dense peak TFLOP/s of known GPUs (vendor figures, no sparsity): name fragment ->
+# (float32, bfloat16/float16 tensor cores). Checked in order: "H200" before "H100".
+_GPU_PEAK_TFLOPS: tuple[tuple[str, float, float], ...] = (
+    ("H200", 67.0, 989.0),
+    ("H100 PCIe", 51.0, 756.0),
+    ("H100", 67.0, 989.0),
+    ("A100", 19.5, 312.0),
+    ("L40S", 91.6, 362.0),
+    ("L4", 30.3, 121.0),
+    ("A10", 31.2, 125.0),
+    ("V100", 15.7, 125.0),
+    ("T4", 8.1, 65.0),
+)
+
+
+def _cpu_flags_and_mhz() -> tuple[set[str], float | None, str]:
+    """(/proc/cpuinfo flags, clock in MHz or None, where the clock came from)."""
+    flags_: set[str] = set()
+    mhz = None
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "flags" and not flags_:
+                    flags_ = set(value.split())
+                elif key == "cpu MHz" and mhz is None:
+                    mhz = float(value)
+    except (OSError, ValueError):
+        pass
+    source = "/proc/cpuinfo 'cpu MHz'"
+    try:  # the maximum (turbo) clock, where the kernel exposes it, is the peak's clock
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as handle:
+            mhz, source = int(handle.read()) / 1000.0, "cpufreq cpuinfo_max_freq"
+    except (OSError, ValueError):
+        pass
+    return flags_, mhz, source
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def device_peak(precision: str = "float32") -> tuple[float | None, str]:
+    """(peak GFLOP/s of the device the benchmark runs on, or None; its assumptions).
+
+    CPU: cores (the affinity mask) x clock x float32 lanes of the widest vector unit
+    (AVX-512: 16, AVX2: 8, SSE: 4) x 2 FMA units (assumed: Xeon server cores with
+    AVX-512 have two; the count is not visible to software) x 2 FLOPs per FMA. Mixed
+    precision is counted at the float32 rate (no AMX/bf16 peak). GPU: the dense
+    tensor-core peak for mixed precision, the float32 peak otherwise, for the models of
+    a small table; None for other GPUs.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        for fragment, fp32, half in _GPU_PEAK_TFLOPS:
+            if fragment.lower() in name.lower():
+                mixed = precision not in ("", "float32")
+                peak = (half if mixed else fp32) * 1000.0 * len(gpus)
+                kind = "bf16/fp16 dense tensor-core" if mixed else "fp32"
+                return peak, f"{len(gpus)} x {name}: {kind} peak {half if mixed else fp32} TFLOP/s"
+        return None, f"{name}: not in the table of known GPUs"
+    flags_, mhz, source = _cpu_flags_and_mhz()
+    if mhz is None:
+        return None, "CPU clock unknown (no 'cpu MHz' in /proc/cpuinfo)"
+    lanes = 16 if "avx512f" in flags_ else 8 if "avx2" in flags_ else 4
+    fma_units = 2
+    cores = _cpu_cores()
+    peak = cores * mhz / 1000.0 * lanes * fma_units * 2
+    return peak, (
+        f"{cores} cores x {mhz:.0f} MHz ({source}) x {lanes} float32 lanes "
+        f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}) x "
+        f"{fma_units} FMA units (assumed) x 2 FLOPs per FMA"
+    )
+
+
 def _time_calls(fn, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -64,7 +147,9 @@ def benchmark_ubm(
 
     Returns:
       A flat dict: the settings, device, TF version, forward FLOPs per image,
-      train/likelihood images per second and achieved FLOP/s, compile times.
+      train/likelihood images per second, achieved FLOP/s (and GFLOP/s), the device
+      peak (`peak_gflops`, None where unknown, with `peak_assumptions`) and the
+      fractions of it, compile times.
     """
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}.")
@@ -104,6 +189,9 @@ def benchmark_ubm(
     )
     train_ips = batch * steps / train_seconds
     lik_ips = batch * steps / lik_seconds
+    peak, assumptions = device_peak(config.mixed_precision)
+    train_gflops = 3.0 * forward * train_ips / 1e9
+    lik_gflops = forward * lik_ips / 1e9
     return {
         **{k: getattr(config, k) for k in ("nr_resnet", "nr_filters", "nr_logistic_mix")},
         "batch_size": batch,
@@ -120,6 +208,12 @@ def benchmark_ubm(
         "likelihood_images_per_sec": lik_ips,
         "train_flops_per_sec": 3.0 * forward * train_ips,
         "likelihood_flops_per_sec": forward * lik_ips,
+        "train_gflops_per_sec": train_gflops,
+        "likelihood_gflops_per_sec": lik_gflops,
+        "peak_gflops": peak,
+        "peak_assumptions": assumptions,
+        "train_fraction_of_peak": None if peak is None else train_gflops / peak,
+        "likelihood_fraction_of_peak": None if peak is None else lik_gflops / peak,
         "train_first_step_sec": compile_train,
         "likelihood_first_call_sec": compile_lik,
     }
