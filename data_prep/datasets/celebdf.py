@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
 from data_prep.datasets.common import (
     check_root,
-    drop_duplicates,
+    finish_listing,
     is_hidden,
     reject_splits_dir,
     select_methods,
@@ -238,18 +238,17 @@ class CelebDFDataset:
             )
             for v in videos
         ]
-        videos, duplicates = drop_duplicates(videos)
         rest = (
             f"the others in {self.unlisted_split}"
             if self.unlisted_split
             else "the others in no split (Celeb-DF has no official train/val split)"
         )
-        return DatasetListing(
-            root=self.root,
-            compression=compression,
-            methods=chosen,
-            videos=videos,
-            problems=problems + duplicates,
-            ignored=ignored,
-            split_policy=f"the videos of {TEST_LIST} in test, {rest}",
+        return finish_listing(
+            self.root,
+            compression,
+            chosen,
+            videos,
+            problems,
+            ignored,
+            f"the videos of {TEST_LIST} in test, {rest}",
         )

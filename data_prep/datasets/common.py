@@ -3,7 +3,8 @@
 These datasets have no compression levels and their own fake "methods" (a name per
 dataset, or the sub-folders of a generic folder). `select_methods` reconciles a
 request with what a dataset holds; `video_id` turns a relative path into an id that
-can name a shard file; `drop_duplicates` keeps one video per `source/video` key.
+can name a shard file; `drop_duplicates` keeps one video per `source/video` key and
+`finish_listing` builds the listing from what an adapter found.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from absl import logging
 
-from data_prep.datasets.base import DatasetProblem, VideoEntry
+from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
 from data_prep.methods import FFPP_METHODS, order_methods
 
 
@@ -111,3 +112,25 @@ def drop_duplicates(
         for key, paths in others.items()
     ]
     return list(kept.values()), problems
+
+
+def finish_listing(
+    root: str,
+    compression: str,
+    methods: tuple[str, ...],
+    videos: Sequence[VideoEntry],
+    problems: list[DatasetProblem],
+    ignored: list[str],
+    split_policy: str,
+) -> DatasetListing:
+    """The listing of what an adapter found, one video per key (duplicates reported)."""
+    kept, duplicates = drop_duplicates(videos)
+    return DatasetListing(
+        root=root,
+        compression=compression,
+        methods=methods,
+        videos=kept,
+        problems=problems + duplicates,
+        ignored=ignored,
+        split_policy=split_policy,
+    )

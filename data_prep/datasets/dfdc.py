@@ -35,7 +35,7 @@ from typing import Any
 from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
 from data_prep.datasets.common import (
     check_root,
-    drop_duplicates,
+    finish_listing,
     is_hidden,
     reject_splits_dir,
     select_methods,
@@ -188,13 +188,12 @@ class DFDCDataset:
                     "parts (dfdc_train_part_0/, ...).",
                 )
             )
-        videos, duplicates = drop_duplicates(videos)
-        return DatasetListing(
-            root=self.root,
-            compression=compression,
-            methods=chosen,
-            videos=videos,
-            problems=problems + duplicates,
-            ignored=ignored,
-            split_policy=f"DFDC's own split field where an entry has one, else {DEFAULT_SPLIT}",
+        return finish_listing(
+            self.root,
+            compression,
+            chosen,
+            videos,
+            problems,
+            ignored,
+            f"DFDC's own split field where an entry has one, else {DEFAULT_SPLIT}",
         )

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
 from data_prep.datasets.common import (
     check_root,
-    drop_duplicates,
+    finish_listing,
     is_hidden,
     reject_splits_dir,
     select_methods,
@@ -265,13 +265,4 @@ class FolderDataset:
         found = {v.source for v in videos if v.source != ORIGINAL}
         chosen = select_methods("folder", sorted(found), methods)
         videos = [v for v in videos if v.source == ORIGINAL or v.source in chosen]
-        videos, duplicates = drop_duplicates(videos)
-        return DatasetListing(
-            root=self.root,
-            compression=compression,
-            methods=chosen,
-            videos=videos,
-            problems=problems + duplicates,
-            ignored=ignored,
-            split_policy=POLICY,
-        )
+        return finish_listing(self.root, compression, chosen, videos, problems, ignored, POLICY)
