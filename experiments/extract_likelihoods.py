@@ -3,13 +3,17 @@
 Usage:
   python -m experiments.extract_likelihoods --config=smoke --workdir=WORKDIR \
       [--ubm_dir=WORKDIR/ubm] [--faces_dir=WORKDIR/faces] [--batch_size=64] \
-      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--allow_cpu]
+      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--allow_cpu] \
+      [--background] [--splits=val,test]
 
 Writes `WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` (one shard per face
 shard, every face feature kept plus `loglik_map` [64, 64] float32 nats and
 `image_loglik`), `config.json` and `manifest.json`. Re-running skips finished videos.
 A full-size (non-smoke) UBM on a machine without a GPU stops with the expected duration
-there unless `--allow_cpu`. Library: `experiments.pipeline.likelihoods`.
+there unless `--allow_cpu`. `--background` maps with the background model instead
+(`WORKDIR/background_ubm`, train_ubm --background) into `WORKDIR/background_likelihoods/`,
+the val and test splits only unless `--splits` says otherwise: the likelihood-ratio
+score of score_localisation. Library: `experiments.pipeline.likelihoods`.
 Khodabakhsh & Busch (BIOSIG 2020), Sec. 3.
 """
 
@@ -42,6 +46,18 @@ MIXED_PRECISION = flags.DEFINE_string(
     "",
     "Keras precision policy of the forward passes: float32 (default, empty), "
     "mixed_bfloat16 or mixed_float16.",
+)
+BACKGROUND = flags.DEFINE_boolean(
+    "background",
+    False,
+    "Map with the background model (default WORKDIR/background_ubm) into "
+    "WORKDIR/background_likelihoods.",
+)
+SPLITS = flags.DEFINE_list(
+    "splits",
+    None,
+    "Splits to map (default: every split; with --background: val,test, all that "
+    "score_localisation reads).",
 )
 ALLOW_CPU = flags.DEFINE_boolean(
     "allow_cpu",
@@ -88,7 +104,19 @@ def main(argv: list[str]) -> None:
         )
     config = cli.experiment_config(CONFIG)
     workdir = cli.workdir(WORKDIR)
-    ubm_dir = UBM_DIR.value or workdir.ubm
+    default_ubm = workdir.background_ubm if BACKGROUND.value else workdir.ubm
+    ubm_dir = UBM_DIR.value or default_ubm
+    output_dir = workdir.background_likelihoods if BACKGROUND.value else workdir.likelihoods
+    splits = SPLITS.value
+    if splits is None and BACKGROUND.value:
+        splits = ["val", "test"]
+    if splits is not None:
+        unknown = sorted(set(splits) - {"train", "val", "test"})
+        if unknown or not splits:
+            raise app.UsageError(
+                f"--splits={','.join(SPLITS.value or [])!r}: use a comma-separated list of "
+                "train, val and test."
+            )
     faces_dir = FACES_DIR.value or workdir.faces
     # TensorFlow loads only once the flags are known to be usable, so --help and flag
     # mistakes answer at once; its CUDA start-up noise is muted on CPU-only machines.
@@ -112,10 +140,12 @@ def main(argv: list[str]) -> None:
         manifest = likelihoods.extract_likelihoods(
             config,
             workdir,
-            ubm_dir=UBM_DIR.value,
+            ubm_dir=ubm_dir,
             faces_dir=FACES_DIR.value,
             batch_size=BATCH_SIZE.value,
             mixed_precision=precision,
+            output_dir=output_dir,
+            splits=splits,
         )
     except (FileNotFoundError, PermissionError, ValueError) as e:
         raise app.UsageError(str(e)) from e

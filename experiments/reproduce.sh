@@ -127,6 +127,14 @@ log "stage 2/6: UBM (PixelCNN++) on pristine training faces"
 log "stage 3/6: likelihood maps"
 "$PYTHON" -m experiments.extract_likelihoods "${COMMON[@]}" ${EXTRACT_FLAGS[@]+"${EXTRACT_FLAGS[@]}"}
 
+# The background model (a PixelCNN++ of the pristine training crops with values replaced
+# at random; smaller in the smoke config) and its maps of the val and test crops: the
+# likelihood-ratio localisation score (Ren et al., NeurIPS 2019).
+log "stage 3/6: background model and its val/test maps"
+"$PYTHON" -m experiments.train_ubm "${COMMON[@]}" --background ${UBM_FLAGS[@]+"${UBM_FLAGS[@]}"}
+"$PYTHON" -m experiments.extract_likelihoods "${COMMON[@]}" --background \
+  ${EXTRACT_FLAGS[@]+"${EXTRACT_FLAGS[@]}"}
+
 # 4-5. The detector, Table 1 (known attacks) and Table 2 (leave-one-out), for every
 # method found in the maps, then one detector on real + every method (protocol all,
 # detection/all/all/: the model exported below, not in the tables); finished methods

@@ -6,7 +6,7 @@ Usage:
       [--val_data='WORKDIR/faces/val/original/*.tfrecord'] \
       [--strategy=default|mirrored|multiworker] [--mixed_precision=mixed_bfloat16] \
       [--xla] [--max_steps=N] [--batch_size=N] [--learning_rate=X] [--image_size=N] \
-      [--allow_cpu]
+      [--allow_cpu] [--background [--perturbation_rate=0.2]]
 
 The data default to the pristine train and val crops of WORKDIR (prepare_faces).
 Writes `WORKDIR/ubm/`: config.json (first), checkpoints/ (model, optimizer, Polyak
@@ -18,6 +18,11 @@ unless `--learning_rate` is given. The paper configuration on a machine without 
 stops with the expected duration there unless `--allow_cpu`. Khodabakhsh & Busch
 (BIOSIG 2020), Sec. 3: PixelCNN++ (R=5, F=160, M=10) trained on pristine training faces
 only.
+
+`--background` trains the config's background model instead, into
+`WORKDIR/background_ubm/`: a PixelCNN++ on the same pristine crops with a share
+(`perturbation_rate`) of their values replaced at random (Ren et al., NeurIPS 2019),
+for the likelihood-ratio score of score_localisation.
 """
 
 from __future__ import annotations
@@ -74,6 +79,18 @@ LEARNING_RATE = flags.DEFINE_float(
 )
 IMAGE_SIZE = flags.DEFINE_integer(
     "image_size", None, "Side of the square face crops (default: config, 64)."
+)
+BACKGROUND = flags.DEFINE_boolean(
+    "background",
+    False,
+    "Train the config's background model (perturbed crops) into WORKDIR/background_ubm "
+    "instead of the UBM.",
+)
+PERTURBATION_RATE = flags.DEFINE_float(
+    "perturbation_rate",
+    None,
+    "With --background: the probability that a training value is replaced by a random one "
+    "(default: the config's background model).",
 )
 flags.mark_flag_as_required("config")
 
@@ -144,7 +161,28 @@ def main(argv: list[str]) -> None:
         train_data = TRAIN_DATA.value
     val_data = workdir.face_shards("val", "original") if VAL_DATA.value is None else VAL_DATA.value
     experiment = cli.experiment_config(CONFIG)
-    config = _ubm_config(experiment.ubm)
+    if BACKGROUND.value:
+        if experiment.background is None:
+            raise app.UsageError(
+                f"--config={CONFIG.value} defines no background model (its `background` "
+                "field): add one, or train without --background."
+            )
+        base = experiment.background
+        if PERTURBATION_RATE.value is not None:
+            base = dataclasses.replace(base, perturbation_rate=PERTURBATION_RATE.value)
+        if base.perturbation_rate <= 0:
+            raise app.UsageError(
+                "--background needs --perturbation_rate > 0 (a background model is trained on "
+                f"perturbed crops), got {base.perturbation_rate}."
+            )
+        out_dir = workdir.background_ubm
+    elif PERTURBATION_RATE.value is not None:
+        raise app.UsageError(
+            "--perturbation_rate applies to the background model only: add --background."
+        )
+    else:
+        base, out_dir = experiment.ubm, workdir.ubm
+    config = _ubm_config(base)
     # TensorFlow loads only once the flags are known to be usable, so --help and flag
     # mistakes answer at once; its CUDA start-up noise is muted on CPU-only machines.
     devices.quiet_tensorflow_logs()
@@ -184,7 +222,7 @@ def main(argv: list[str]) -> None:
             config,
             train_data,
             val_data.strip() or None,
-            workdir.ubm,
+            out_dir,
             strategy_name=STRATEGY.value,
             strategy=strategy,
         )
@@ -198,11 +236,12 @@ def main(argv: list[str]) -> None:
         logging.error("%s", err)
         sys.exit(1)
     logging.info(
-        "UBM at step %d: train %.4f bits/dim, validation %s bits/dim; %s",
+        "%s at step %d: train %.4f bits/dim, validation %s bits/dim; %s",
+        "Background model" if BACKGROUND.value else "UBM",
         metrics["step"],
         float("nan") if metrics["train_bits_per_dim"] is None else metrics["train_bits_per_dim"],
         "n/a" if metrics["val_bits_per_dim"] is None else f"{metrics['val_bits_per_dim']:.4f}",
-        workdir.ubm,
+        out_dir,
     )
 
 

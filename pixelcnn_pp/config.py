@@ -39,6 +39,9 @@ class UBMConfig:
     mixed_precision: str = ""  # "", "mixed_bfloat16" or "mixed_float16"
     xla: bool = False
     seed: int = 0
+    # > 0: a background model (Ren et al., NeurIPS 2019): every training value (each
+    # channel of each pixel) is replaced by a uniform random one with this probability.
+    perturbation_rate: float = 0.0
 
 
 def validate_config(config: UBMConfig) -> None:
@@ -60,6 +63,11 @@ def validate_config(config: UBMConfig) -> None:
     for name in ("eval_every_steps", "checkpoint_every_steps"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+    if not 0.0 <= config.perturbation_rate < 1.0:
+        raise ValueError(
+            f"perturbation_rate must be in [0, 1) (0 = the UBM itself; e.g. 0.2 for a "
+            f"background model), got {config.perturbation_rate}."
+        )
     if config.mixed_precision not in MIXED_PRECISION_POLICIES:
         raise ValueError(
             f"Unknown mixed_precision {config.mixed_precision!r}: choose one of "

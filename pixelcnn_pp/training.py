@@ -12,7 +12,10 @@ openai/pixel-cnn `train.py`) as used by Khodabakhsh & Busch (BIOSIG 2020):
   averaged weights are the ones evaluated and used for the likelihood maps (dropout
   off);
 * data-dependent initialisation of the weight-normalised layers on the first batch of
-  a fresh run (never on resume).
+  a fresh run (never on resume);
+* `perturbation_rate` > 0 trains a background model instead (Ren et al., NeurIPS
+  2019): each training value replaced at random with that probability
+  (`perturbation`); validation scores the clean images.
 
 `train` reads uint8 images from a function of the start position (so that the data
 order is a function of seed and step, and a resumed run reads the batches an
@@ -39,7 +42,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from pixelcnn_pp import run_folder, strategies, summaries
+from pixelcnn_pp import perturbation, run_folder, strategies, summaries
 from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.distributions import bits_per_dim, discretized_mix_logistic_loss
 from pixelcnn_pp.ema import PolyakAverage
@@ -283,6 +286,14 @@ def train(
         kept; nothing is saved after the bad step).
     """
     validate_config(config)
+    if config.perturbation_rate > 0:  # a background model: perturbed images only
+        clean_images = train_images
+
+        def train_images(start: int) -> tf.data.Dataset:
+            return perturbation.perturb_stream(
+                clean_images(start), config.perturbation_rate, config.seed, start
+            )
+
     strategy = strategy or tf.distribute.get_strategy()
     global_batch = config.batch_size
     replicas = check_global_batch(global_batch, strategy)

@@ -71,3 +71,33 @@ def write_likelihood_tree(
                 path = os.path.join(root, split, source, video + SHARD_SUFFIX)
                 files.write_shard_atomically(path, records)
     return root
+
+
+def quarter_mask(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """A uint8 [size, size] mask (255 inside) covering a quarter of the crop, shifted at
+    random with wrap-around: every pixel equally likely to be in it, so the masks of other
+    frames say nothing about where this one is."""
+    mask = np.zeros((size, size), np.uint8)
+    mask[: size // 2, : size // 2] = 255
+    return np.roll(mask, tuple(rng.integers(0, size, 2)), axis=(0, 1))
+
+
+def write_masked_shard(root: str, split: str, source: str, video: str, maps, masks) -> None:
+    """One likelihood shard `root/split/source/video.tfrecord`: frame i has the float32
+    [S, S] map maps[i] and the mask masks[i] (uint8 [S, S] or None: no mask)."""
+    records = []
+    for frame, (loglik, mask) in enumerate(zip(maps, masks, strict=True)):
+        size = loglik.shape[0]
+        face = FaceExample(
+            image=np.full((size, size, 3), 128, np.uint8),
+            video=video,
+            frame=frame,
+            method=source,
+            label=int(source != ORIGINAL),
+            split=split,
+            compression="raw",
+            box=(0, 0, size, size),
+            mask=mask,
+        )
+        records.append(likelihood_records.serialize_likelihood(face, loglik, float(np.sum(loglik))))
+    files.write_shard_atomically(os.path.join(root, split, source, video + SHARD_SUFFIX), records)

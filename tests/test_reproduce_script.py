@@ -97,21 +97,23 @@ def test_stages_get_the_device_flags(tmp_path):
         ALLOW_CPU="1",
         DETECTION="exact",
     )
-    calls = {line.split()[1]: line.split()[2:] for line in log.read_text().splitlines()}
-    assert calls["experiments.train_ubm"][2:] == [
-        "--strategy=mirrored",
-        "--mixed_precision=mixed_bfloat16",
-        "--noxla",
-        "--batch_size=64",
-        "--allow_cpu",
+    calls: dict[str, list[list[str]]] = {}
+    for line in log.read_text().splitlines():
+        calls.setdefault(line.split()[1], []).append(line.split()[2:])
+    ubm_flags = ["--strategy=mirrored", "--mixed_precision=mixed_bfloat16", "--noxla"]
+    ubm_flags += ["--batch_size=64", "--allow_cpu"]
+    # The UBM, then the background model with the same device flags.
+    assert [c[2:] for c in calls["experiments.train_ubm"]] == [
+        ubm_flags,
+        ["--background"] + ubm_flags,
     ]
-    assert calls["experiments.prepare_faces"][-1] == "--detection=exact"
-    assert calls["experiments.extract_likelihoods"][2:] == [
-        "--mixed_precision=mixed_bfloat16",
-        "--batch_size=512",
-        "--allow_cpu",
+    assert calls["experiments.prepare_faces"][0][-1] == "--detection=exact"
+    extract_flags = ["--mixed_precision=mixed_bfloat16", "--batch_size=512", "--allow_cpu"]
+    assert [c[2:] for c in calls["experiments.extract_likelihoods"]] == [
+        extract_flags,
+        ["--background"] + extract_flags,
     ]
     _reproduce(tmp_path, PYTHON=str(fake), WORKDIR=str(tmp_path / "defaults"))
     last = log.read_text().splitlines()
-    ubm = [line for line in last if "experiments.train_ubm" in line][-1]
+    ubm = [line for line in last if "experiments.train_ubm" in line][-2]
     assert ubm.split()[2:] == ["--config=smoke", f"--workdir={tmp_path / 'defaults'}"]

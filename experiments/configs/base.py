@@ -19,4 +19,7 @@ class ExperimentConfig:
     ubm: UBMConfig
     detector: DetectorConfig
     synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
+    # The background PixelCNN++ of the likelihood-ratio localisation score (Ren et al.,
+    # NeurIPS 2019): `train_ubm --background`; its perturbation_rate is > 0.
+    background: UBMConfig | None = None
     smoke: bool = False  # True: numbers are not comparable with the paper

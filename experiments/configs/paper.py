@@ -31,4 +31,16 @@ def get_config() -> ExperimentConfig:
             batch_size=16,
         ),
         detector=DetectorConfig(epochs=25, learning_rate=1e-3, batch_size=64),
+        # The UBM's architecture and schedule on perturbed crops (20% of the values
+        # replaced; not tuned).
+        background=UBMConfig(
+            nr_resnet=5,
+            nr_filters=160,
+            nr_logistic_mix=10,
+            dropout_rate=0.5,
+            learning_rate=1e-4,
+            epochs=5.0,
+            batch_size=16,
+            perturbation_rate=0.2,
+        ),
     )

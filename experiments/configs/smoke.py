@@ -40,6 +40,25 @@ def get_config() -> ExperimentConfig:
             checkpoint_every_steps=100,
             eval_batches=10,
         ),
+        # Smaller and shorter than the UBM, to keep the smoke run short: the smoke
+        # likelihood-ratio score tests the stage, not the method.
+        background=UBMConfig(
+            nr_resnet=1,
+            nr_filters=16,
+            nr_logistic_mix=10,
+            dropout_rate=0.5,
+            learning_rate=1e-3,
+            lr_decay=0.9995,
+            ema_decay=0.99,
+            epochs=50.0,
+            max_steps=150,
+            batch_size=8,
+            init_batch_size=8,
+            eval_every_steps=100,
+            checkpoint_every_steps=100,
+            eval_batches=10,
+            perturbation_rate=0.2,
+        ),
         detector=DetectorConfig(
             epochs=10, learning_rate=1e-3, batch_size=32, bootstrap_samples=200
         ),

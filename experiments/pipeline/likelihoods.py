@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -414,6 +414,9 @@ def extract_likelihoods(
     faces_dir: str | None = None,
     batch_size: int = 64,
     mixed_precision: str = "",
+    *,
+    output_dir: str | None = None,
+    splits: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The `extract_likelihoods` stage: loads the UBM and maps every face crop.
 
@@ -428,6 +431,9 @@ def extract_likelihoods(
         them when there are several).
       mixed_precision: the network's dtype policy: "" or "float32", "mixed_bfloat16",
         "mixed_float16"; the mixture likelihood and the maps stay float32.
+      output_dir: where the maps go; None: the workdir's `likelihoods/` (the background
+        model's maps go to `Workdir.background_likelihoods`).
+      splits: the splits to map (e.g. ("val", "test")); None: every split.
 
     Returns:
       The manifest written to `likelihoods/manifest.json`: the UBM and faces folders,
@@ -450,8 +456,16 @@ def extract_likelihoods(
     precision = _precision_name(mixed_precision)
     ubm_dir = ubm_dir or workdir.ubm
     faces_dir = faces_dir or workdir.faces
-    output_dir = workdir.likelihoods
+    output_dir = output_dir or workdir.likelihoods
     tasks = plan_shards(faces_dir, output_dir)  # fail on bad faces before loading the UBM
+    if splits is not None:
+        found = sorted({t.split for t in tasks})
+        tasks = [t for t in tasks if t.split in splits]
+        if not tasks:
+            raise FileNotFoundError(
+                f"Faces folder {faces_dir!r} holds no shards of the splits "
+                f"{', '.join(splits)} (found: {', '.join(found)})."
+            )
     if not os.path.isdir(ubm_dir):
         raise FileNotFoundError(
             f"UBM folder {ubm_dir!r} does not exist: train the UBM first "
@@ -471,6 +485,7 @@ def extract_likelihoods(
             "batch_size": batch_size,
             "mixed_precision": precision,
             "replicas": strategy.num_replicas_in_sync,
+            "splits": sorted({t.split for t in tasks}),
             "units": "nats per pixel, RGB joint; image_loglik = sum of the map",
         },
     )

@@ -10,7 +10,13 @@ per-pixel anomaly scores (higher = more anomalous):
 
 - `neg_loglik`: `-loglik_map`;
 - `pristine_diff`: `mean_map - loglik_map`, `mean_map` the per-pixel mean of the maps
-  of the TRAIN split's originals (a pixel less likely than it usually is there).
+  of the TRAIN split's originals (a pixel less likely than it usually is there);
+- `likelihood_ratio`: `background_map - loglik_map`, the per-pixel log-likelihood
+  ratio of a background PixelCNN++ (trained on the pristine crops with values replaced
+  at random; `train_ubm --background`, maps by `extract_likelihoods --background`) to
+  the UBM, after Ren et al. (NeurIPS 2019): what both models find likely (smooth skin,
+  flat background) cancels, what only the face model expects remains. Scored for a
+  method only where every val and test shard of it has a background map.
 
 Metrics (per method and score): pixel AUC and average precision POOLED over every
 pixel of every frame, and their per-frame means (frames whose mask is all 0 or all 1
@@ -51,22 +57,27 @@ from sklearn import metrics as sk_metrics
 
 from classifier import data as data_lib
 from data_prep import face_records, likelihood_records
-from data_prep.files import atomic_path, check_writable, write_text_atomically
+from data_prep.files import atomic_path, check_writable, read_json, write_text_atomically
 from data_prep.methods import ORIGINAL, abbreviation
 from experiments.pipeline import tables
-from experiments.pipeline.workdir import SHARD_SUFFIX, Workdir
+from experiments.pipeline.workdir import CONFIG_FILE, SHARD_SUFFIX, Workdir
 
 CSV = "localisation.csv"
 MARKDOWN = "localisation.md"
 LATEX = "localisation.tex"
 FIGURE = "fig_localisation.png"
 
-SCORES: tuple[str, ...] = ("neg_loglik", "pristine_diff")
+SCORES: tuple[str, ...] = ("neg_loglik", "pristine_diff", "likelihood_ratio")
 SCORE_NOTES = {
     "neg_loglik": "neg_loglik: -log p(x_i | x_<i), the UBM's per-pixel map negated.",
     "pristine_diff": (
         "pristine_diff: mean pristine map (train-split originals, per pixel) - the map: "
         "how much less likely a pixel is than usual at that position."
+    ),
+    "likelihood_ratio": (
+        "likelihood_ratio: log p_background(x_i | x_<i) - log p_UBM(x_i | x_<i), the "
+        "background PixelCNN++ trained on pristine crops with {rate} of their values "
+        "replaced at random (Ren et al., NeurIPS 2019)."
     ),
 }
 # Fixed score ranges (nats) of the 4096 histogram bins: per pixel the RGB joint
@@ -74,6 +85,7 @@ SCORE_NOTES = {
 SCORE_RANGES: dict[str, tuple[float, float]] = {
     "neg_loglik": (0.0, 80.0),
     "pristine_diff": (-40.0, 40.0),
+    "likelihood_ratio": (-40.0, 40.0),
 }
 BINS = 4096
 QUANTILES = np.round(np.arange(0.01, 1.0, 0.01), 2)  # IoU threshold candidates (val)
@@ -238,19 +250,65 @@ def _parser(map_size: int):
 
 
 def read_batches(
-    likelihoods_dir: str, split: str, source: str, map_size: int = 64
+    likelihoods_dir: str,
+    split: str,
+    source: str,
+    map_size: int = 64,
+    background_dir: str | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Batches of one folder in shard order (the same order on every read): `loglik_map`
     float32 [B, S, S], `has_mask` bool [B], `mask` uint8 [B, S, S], `video` str [B],
-    `frame` int64 [B]."""
+    `frame` int64 [B]; with `background_dir`, also `background_map` float32 [B, S, S],
+    the background model's maps of the same crops (its shards must mirror these:
+    `background_shards_complete`).
+
+    Raises:
+      ValueError: a background record is not of the same video and frame.
+    """
     shards = data_lib.folder_shards(likelihoods_dir, split, source)
     if not shards:
         return
-    dataset = tf.data.TFRecordDataset(shards).map(_parser(map_size)).batch(BATCH)
-    for batch in dataset.prefetch(2):
+    parse = _parser(map_size)
+    dataset = tf.data.TFRecordDataset(shards).map(parse)
+    if background_dir is not None:
+        mirrored = [
+            os.path.join(background_dir, os.path.relpath(p, likelihoods_dir)) for p in shards
+        ]
+        background = tf.data.TFRecordDataset(mirrored).map(parse)
+        dataset = tf.data.Dataset.zip(dataset, background).map(_with_background)
+    for batch in dataset.batch(BATCH).prefetch(2):
         out = {k: v.numpy() for k, v in batch.items()}
         out["video"] = out["video"].astype(str)
+        if background_dir is not None:
+            mismatch = (out["video"] != out.pop("background_video").astype(str)) | (
+                out["frame"] != out.pop("background_frame")
+            )
+            if mismatch.any():
+                raise ValueError(
+                    f"The background maps in {background_dir!r} ({split}/{source}) are not of "
+                    f"the crops of {likelihoods_dir!r} (video {out['video'][mismatch][0]}): "
+                    "delete that folder and re-run extract_likelihoods --background."
+                )
         yield out
+
+
+def _with_background(ubm: dict, background: dict) -> dict:
+    out = dict(ubm)
+    out["background_map"] = background["loglik_map"]
+    out["background_video"] = background["video"]
+    out["background_frame"] = background["frame"]
+    return out
+
+
+def background_shards_complete(likelihoods_dir: str, background_dir: str, method: str) -> bool:
+    """Whether every val and test shard of `method` has a background map shard."""
+    for split in ("val", "test"):
+        for path in data_lib.folder_shards(likelihoods_dir, split, method):
+            if not os.path.isfile(
+                os.path.join(background_dir, os.path.relpath(path, likelihoods_dir))
+            ):
+                return False
+    return True
 
 
 def pristine_mean_map(likelihoods_dir: str, map_size: int = 64) -> np.ndarray | None:
@@ -262,12 +320,20 @@ def pristine_mean_map(likelihoods_dir: str, map_size: int = 64) -> np.ndarray | 
     return total / count if count else None
 
 
-def score_maps(loglik: np.ndarray, score: str, mean_map: np.ndarray | None) -> np.ndarray:
-    """Anomaly scores [B, S, S] (higher = more anomalous) of maps [B, S, S]."""
+def score_maps(
+    loglik: np.ndarray,
+    score: str,
+    mean_map: np.ndarray | None,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
+    """Anomaly scores [B, S, S] (higher = more anomalous) of maps [B, S, S]; `background`
+    [B, S, S]: the background model's maps of the same crops (likelihood_ratio)."""
     if score == "neg_loglik":
         return -loglik.astype(np.float64)
     if score == "pristine_diff":
         return mean_map[None] - loglik
+    if score == "likelihood_ratio":
+        return background.astype(np.float64) - loglik
     raise ValueError(f"Unknown localisation score {score!r}: one of {', '.join(SCORES)}.")
 
 
@@ -276,12 +342,25 @@ def score_maps(loglik: np.ndarray, score: str, mean_map: np.ndarray | None) -> n
 
 @dataclasses.dataclass
 class _Example:
-    """The figure's frame: video, frame, loglik [S, S], mask [S, S]."""
+    """The figure's frame: video, frame, loglik [S, S], mask [S, S], background map
+    [S, S] (None without one)."""
 
     video: str
     frame: int
     loglik: np.ndarray
     mask: np.ndarray
+    background: np.ndarray | None = None
+
+
+def available_scores(mean_map: bool, background: bool) -> list[str]:
+    """The SCORES that can be computed: pristine_diff needs the mean pristine map,
+    likelihood_ratio the background model's maps."""
+    missing = {"pristine_diff": not mean_map, "likelihood_ratio": not background}
+    return [s for s in SCORES if not missing.get(s, False)]
+
+
+def _scores(batch: dict[str, np.ndarray], score: str, mean_map: np.ndarray | None) -> np.ndarray:
+    return score_maps(batch["loglik_map"], score, mean_map, batch.get("background_map"))
 
 
 def _masked(batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
@@ -295,6 +374,7 @@ def choose_thresholds(
     scores: Sequence[str],
     mean_map: np.ndarray | None,
     map_size: int = 64,
+    background_dir: str | None = None,
 ) -> tuple[dict[str, tuple[int, float]], int]:
     """The val split's threshold per score: ({score: (bin index k, mean val IoU)},
     masked val frames). k maximises the mean IoU of `bin >= k` over the val fake frames
@@ -302,14 +382,14 @@ def choose_thresholds(
     iou_sum = {s: np.zeros(BINS + 1) for s in scores}
     total = {s: np.zeros(BINS, np.int64) for s in scores}
     frames = 0
-    for batch in read_batches(likelihoods_dir, "val", method, map_size):
+    for batch in read_batches(likelihoods_dir, "val", method, map_size, background_dir):
         batch, _ = _masked(batch)
         if not len(batch["video"]):
             continue
         frames += len(batch["video"])
         positive = batch["mask"].reshape(len(batch["mask"]), -1) > 0
         for s in scores:
-            index = bin_index(score_maps(batch["loglik_map"], s, mean_map), s)
+            index = bin_index(_scores(batch, s, mean_map), s)
             pos, neg = frame_histograms(index.reshape(len(index), -1), positive)
             iou_sum[s] += iou_curve(pos, neg).sum(axis=0)
             total[s] += (pos + neg).sum(axis=0)
@@ -362,14 +442,18 @@ def score_method(
     bootstrap_samples: int = 200,
     seed: int = 0,
     map_size: int = 64,
+    background_dir: str | None = None,
 ) -> tuple[list[dict], _Example | None]:
     """The localisation rows of one method (one per score) and the figure's frame.
 
     Reads `val/<method>` once (thresholds) and `test/<method>` twice (metrics, then
-    the shuffled-mask control).
+    the shuffled-mask control); `background_dir` (complete for the method) adds the
+    likelihood_ratio score.
     """
-    scores = [s for s in SCORES if s != "pristine_diff" or mean_map is not None]
-    thresholds, val_frames = choose_thresholds(likelihoods_dir, method, scores, mean_map, map_size)
+    scores = available_scores(mean_map is not None, background_dir is not None)
+    thresholds, val_frames = choose_thresholds(
+        likelihoods_dir, method, scores, mean_map, map_size, background_dir
+    )
     videos: dict[str, int] = {}
     frame_video: list[int] = []
     packed_masks: list[np.ndarray] = []
@@ -380,7 +464,7 @@ def score_method(
     clipped = {s: 0 for s in scores}
     without_mask = degenerate = 0
     example = None
-    for batch in read_batches(likelihoods_dir, "test", method, map_size):
+    for batch in read_batches(likelihoods_dir, "test", method, map_size, background_dir):
         batch, missing = _masked(batch)
         without_mask += missing
         b = len(batch["video"])
@@ -408,9 +492,10 @@ def score_method(
                     int(batch["frame"][i]),
                     batch["loglik_map"][i],
                     batch["mask"][i],
+                    batch["background_map"][i] if "background_map" in batch else None,
                 )
         for s in scores:
-            values = score_maps(batch["loglik_map"], s, mean_map).reshape(b, -1)
+            values = _scores(batch, s, mean_map).reshape(b, -1)
             low, high = SCORE_RANGES[s]
             clipped[s] += int(np.sum((values < low) | (values >= high)))
             index = bin_index(values, s)
@@ -437,7 +522,7 @@ def score_method(
                 n,
             )
         start = 0
-        for batch in read_batches(likelihoods_dir, "test", method, map_size):
+        for batch in read_batches(likelihoods_dir, "test", method, map_size, background_dir):
             batch, _ = _masked(batch)
             b = len(batch["video"])
             if b == 0:
@@ -446,7 +531,7 @@ def score_method(
             shuffled = np.unpackbits(packed, axis=1, count=map_size * map_size).astype(bool)
             start += b
             for s in scores:
-                values = score_maps(batch["loglik_map"], s, mean_map).reshape(b, -1)
+                values = _scores(batch, s, mean_map).reshape(b, -1)
                 pos, neg = frame_histograms(bin_index(values, s), shuffled)
                 control[s][0][:] += pos.sum(axis=0)
                 control[s][1][:] += neg.sum(axis=0)
@@ -508,8 +593,9 @@ def _format(value, column: str) -> str:
     return f"{value:.4f}" if column != "clipped_fraction" else f"{value:.2e}"
 
 
-def notes(mean_map_available: bool) -> list[str]:
-    """What each score and column is (the md and tex notes)."""
+def notes(mean_map_available: bool, background_rate: float | None = None) -> list[str]:
+    """What each score and column is (the md and tex notes); `background_rate`: the
+    background model's perturbation rate (None: no background maps)."""
     lines = [
         "Localisation against the manipulation masks (mask > 0 = manipulated pixel), "
         "test split, fake frames with a mask; originals not scored.",
@@ -517,6 +603,10 @@ def notes(mean_map_available: bool) -> list[str]:
         SCORE_NOTES["pristine_diff"]
         if mean_map_available
         else "pristine_diff: not computed (no train-split original maps).",
+        SCORE_NOTES["likelihood_ratio"].format(rate=f"{background_rate:.0%}")
+        if background_rate is not None
+        else "likelihood_ratio: not computed (no background model maps: train_ubm "
+        "--background, then extract_likelihoods --background).",
         "pixel_auc/pixel_ap: pooled over every pixel of every frame (4096-bin histograms); "
         "frame_*_mean: mean over frames whose mask is neither all 0 nor all 1 "
         "(frames_degenerate: left out); [low, high]: 95% bootstrap interval, videos "
@@ -621,9 +711,9 @@ def plot_examples(
     path: str,
 ) -> None:
     """Per method a row: face crop, mask, then per score its map and the overlap of the
-    map thresholded at the val threshold with the mask."""
+    map thresholded at the val threshold with the mask (a score a method lacks: blank)."""
     thresholds = {(r["method"], r["score"]): r["iou_threshold"] for r in rows}
-    scores = [s for s in SCORES if s != "pristine_diff" or mean_map is not None]
+    scores = [s for s in SCORES if any(r["score"] == s for r in rows)]
     columns = 2 + 2 * len(scores)
     fig = Figure(figsize=(2.0 * columns, 2.2 * max(len(examples), 1) + 0.6))
     axes = fig.subplots(max(len(examples), 1), columns, squeeze=False)
@@ -633,7 +723,11 @@ def plot_examples(
         panels = [(image, f"{abbreviation(method)} {ex.video} #{ex.frame}", None)]
         panels.append((mask, "mask", "gray"))
         for s in scores:
-            values = score_maps(ex.loglik[None], s, mean_map)[0]
+            if s == "likelihood_ratio" and ex.background is None:
+                panels += [(None, f"{s}: no background maps", None)] * 2
+                continue
+            background = None if ex.background is None else ex.background[None]
+            values = score_maps(ex.loglik[None], s, mean_map, background)[0]
             panels.append((values, s, "magma"))
             threshold = thresholds.get((method, s), math.nan)
             if np.isfinite(threshold):
@@ -665,6 +759,41 @@ def _face_image(likelihoods_dir: str, method: str, ex: _Example) -> np.ndarray |
     return None
 
 
+def background_maps(workdir: Workdir) -> tuple[str | None, float | None]:
+    """(the background maps folder, the background model's perturbation rate), or
+    (None, None) where `extract_likelihoods --background` has not run.
+
+    Raises:
+      ValueError: the background maps are not of a background model (rate 0 or
+        unknown).
+    """
+    folder = workdir.background_likelihoods
+    config = read_json(os.path.join(folder, CONFIG_FILE))
+    if config is None:
+        return None, None
+    ubm_config = read_json(os.path.join(config.get("ubm_dir") or "", CONFIG_FILE)) or {}
+    rate = (ubm_config.get("ubm") or {}).get("perturbation_rate")
+    if not rate:
+        raise ValueError(
+            f"{folder!r} holds maps of {config.get('ubm_dir')!r}, which is no background model "
+            "(perturbation_rate 0 or unknown): delete the folder and run extract_likelihoods "
+            "--background with the model of train_ubm --background."
+        )
+    faces = (read_json(os.path.join(workdir.likelihoods, CONFIG_FILE)) or {}).get("faces_dir")
+    background_faces = config.get("faces_dir")
+    if faces and background_faces and os.path.realpath(faces) != os.path.realpath(background_faces):
+        # Records are paired by video and frame (checked on reading); the crops behind
+        # them could still differ.
+        logging.warning(
+            "The background maps in %s are of the crops in %r, the UBM's maps of those in %r: "
+            "check that both are the same face crops.",
+            folder,
+            background_faces,
+            faces,
+        )
+    return folder, float(rate)
+
+
 def score_localisation(
     workdir: Workdir, config_name: str | None = None, bootstrap_samples: int = 200, seed: int = 0
 ) -> list[str]:
@@ -685,10 +814,27 @@ def score_localisation(
     mean_map = pristine_mean_map(likelihoods_dir)
     if mean_map is None:
         logging.warning("No train-split original maps: pristine_diff is not computed.")
+    background_dir, background_rate = background_maps(workdir)
     rows, examples = [], {}
     for method in methods:
+        method_background = background_dir
+        if background_dir and not background_shards_complete(
+            likelihoods_dir, background_dir, method
+        ):
+            logging.warning(
+                "%s: some val/test shards have no background map in %s: likelihood_ratio is "
+                "not computed for it (re-run extract_likelihoods --background).",
+                method,
+                background_dir,
+            )
+            method_background = None
         method_rows, example = score_method(
-            likelihoods_dir, method, mean_map, bootstrap_samples=bootstrap_samples, seed=seed
+            likelihoods_dir,
+            method,
+            mean_map,
+            bootstrap_samples=bootstrap_samples,
+            seed=seed,
+            background_dir=method_background,
         )
         rows += method_rows
         if example is not None:
@@ -704,7 +850,7 @@ def score_localisation(
                 row["control_pixel_auc"],
                 row["iou"],
             )
-    note_lines = notes(mean_map is not None)
+    note_lines = notes(mean_map is not None, background_rate)
     paths = []
     for name, text in (
         (CSV, to_csv(rows, header)),

@@ -44,16 +44,24 @@ def write_run_config(
     """Writes `out_dir/config.json`, refusing to mix two architectures in one folder.
 
     Raises:
-      ValueError: the folder holds a UBM with other ARCHITECTURE_FIELDS.
+      ValueError: the folder holds a UBM with other ARCHITECTURE_FIELDS or another
+        perturbation_rate.
     """
     path = run_folder.config_path(out_dir)
     if os.path.isfile(path):
         saved = run_folder.read_run_config(out_dir).get("ubm", {})
         clashes = run_folder.architecture_clashes(saved, config)
+        # The training data's perturbation decides what the model is (UBM or background).
+        saved_rate = saved.get("perturbation_rate", 0.0)
+        if saved_rate != config.perturbation_rate:
+            clashes.append(
+                f"perturbation_rate: saved {saved_rate!r}, now {config.perturbation_rate!r}"
+            )
         if clashes:
             raise ValueError(
-                f"{out_dir!r} holds a UBM with another architecture ({'; '.join(clashes)}): "
-                "use a new output folder, or delete the old one to start over."
+                f"{out_dir!r} holds a UBM with another architecture or training data "
+                f"({'; '.join(clashes)}): use a new output folder, or delete the old one to "
+                "start over."
             )
         changed = [
             f"{name}: {saved[name]!r} -> {value!r}"

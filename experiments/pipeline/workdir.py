@@ -8,6 +8,8 @@ binary asks it for paths. A work directory looks like
       faces/               prepare_faces: <split>/<source>/<video>.tfrecord, manifest.json
       ubm/                 train_ubm: config.json, checkpoints/, tensorboard/, metrics.json
       likelihoods/         extract_likelihoods: <split>/<source>/<video>.tfrecord
+      background_ubm/      train_ubm --background: a PixelCNN++ of perturbed pristine crops
+      background_likelihoods/  extract_likelihoods --background: its maps (val, test)
       detection/<protocol>/<method>/   run_detection: model.keras, predictions.csv, ...
       results/             make_tables, make_figures: tables, figures, run.json
       model/               export_model (in make reproduce): the self-contained model folder
@@ -26,6 +28,8 @@ import os
 GENERATED_DATASET = "synthetic_ffpp"
 FACES = "faces"
 UBM = "ubm"
+BACKGROUND_UBM = "background_ubm"
+BACKGROUND_LIKELIHOODS = "background_likelihoods"
 LIKELIHOODS = "likelihoods"
 DETECTION = "detection"
 RESULTS = "results"
@@ -61,6 +65,16 @@ class Workdir:
     @property
     def likelihoods(self) -> str:
         return os.path.join(self.root, LIKELIHOODS)
+
+    @property
+    def background_ubm(self) -> str:
+        """The background PixelCNN++ (`train_ubm --background`)."""
+        return os.path.join(self.root, BACKGROUND_UBM)
+
+    @property
+    def background_likelihoods(self) -> str:
+        """Its maps of the val and test crops (`extract_likelihoods --background`)."""
+        return os.path.join(self.root, BACKGROUND_LIKELIHOODS)
 
     @property
     def detection(self) -> str:
