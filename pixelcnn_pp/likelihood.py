@@ -190,10 +190,11 @@ def batch_likelihood_fn(
 ) -> BatchLikelihoodFn:
     """A function mapping one batch of at most `batch_size` crops, on every replica.
 
-    With the default strategy it is `likelihood_maps` (padded to `batch_size`). With a
-    MirroredStrategy (the model built in its scope, see `load_ubm`) the batch is
-    padded to a multiple of the replica count, each replica maps its consecutive
-    slice and the slices are concatenated in order, so the output order is the input's.
+    Every batch is padded to `batch_size` (a last, shorter batch too, so that one trace
+    serves them all: a new shape costs a retrace). With a MirroredStrategy (the model
+    built in its scope, see `load_ubm`) the batch is padded to a multiple of the
+    replica count, each replica maps its consecutive slice and the slices are
+    concatenated in order, so the output order is the input's.
 
     Returns:
       fn(uint8 [N, H, W, 3], N <= batch_size) -> (float32 [N, H, W], float32 [N]).
@@ -202,18 +203,28 @@ def batch_likelihood_fn(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
-        return lambda images: likelihood_maps(
-            model, images, batch_size=batch_size, jit_compile=jit_compile
-        )
     per_replica = -(-batch_size // replicas)  # ceil: every replica gets the same shape
     fn = compiled_likelihood_fn(model, jit_compile)
 
-    def distributed(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def padded_batch(images: np.ndarray) -> tuple[np.ndarray, int]:
         images = _validate_images(images)
         count = images.shape[0]
+        if count > batch_size:
+            raise ValueError(f"A batch of {count} crops exceeds batch_size {batch_size}.")
         padded = np.zeros((per_replica * replicas, *images.shape[1:]), np.uint8)
         padded[:count] = images
+        return padded, count
+
+    def single(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        padded, count = padded_batch(images)
+        maps = fn(tf.constant(padded)).numpy()[:count]
+        return maps, maps.sum(axis=(1, 2), dtype=np.float64).astype(np.float32)
+
+    if replicas == 1:
+        return single
+
+    def distributed(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        padded, count = padded_batch(images)
 
         def slice_for(context: tf.distribute.InputContext) -> tf.Tensor:
             start = context.replica_id_in_sync_group * per_replica
