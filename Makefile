@@ -30,7 +30,7 @@ DETECTION ?=
 # Real videos for `make bench` (face extraction speed).
 TALKING_HEADS ?= ../shared/data/talking_heads
 
-.PHONY: install lint format test test-fast bench reproduce clean
+.PHONY: install lint format test test-fast bench localise-examples reproduce clean
 
 install: $(STAMP)
 
@@ -83,6 +83,14 @@ bench: install
 		$(PY) -m experiments.bench_faces \
 			--videos_dir="$$tmp/ffpp/original_sequences/youtube/raw/videos" --max_frames=48; \
 	fi
+
+# Localisation on real FF++ frames with masks, by a UBM and a background model trained
+# on real talking-head videos (defaults: the project's shared test data, where present).
+EXAMPLES ?= ../shared/data/ffpp_examples
+EXAMPLES_WORKDIR ?= workdir/examples
+
+localise-examples: install
+	PYTHON=$(PY) bash experiments/localise_examples.sh "$(TALKING_HEADS)" "$(EXAMPLES)" "$(EXAMPLES_WORKDIR)"
 
 reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \

@@ -13,8 +13,8 @@ import json
 import os
 
 import pytest
-import tensorflow as tf
 from likelihood_helpers import write_likelihood_tree
+from ubm_helpers import write_tiny_ubm
 
 from classifier.config import ALL
 from data_prep import files
@@ -24,29 +24,8 @@ from experiments.configs import load_config
 from experiments.pipeline import detection, model_folder
 from experiments.pipeline.detector import Detector, ModelFolderError
 from experiments.pipeline.workdir import CONFIG_FILE, Workdir
-from pixelcnn_pp import run_folder
-from pixelcnn_pp.config import UBMConfig
-from pixelcnn_pp.ema import PolyakAverage
 
-TINY_UBM = UBMConfig(nr_resnet=1, nr_filters=4, nr_logistic_mix=2, image_size=64)
 SPLIT_VIDEOS = {"train": 2, "val": 2, "test": 2}
-
-
-def write_tiny_ubm(ubm_dir: str, seed: int = 0) -> None:
-    """A train_ubm-like folder (config.json, one checkpoint) of an untrained tiny UBM."""
-    tf.keras.utils.set_random_seed(seed)
-    model = run_folder.build_model(TINY_UBM)
-    ema = PolyakAverage(model.trainable_variables, TINY_UBM.ema_decay)
-    # Averages unlike the raw weights, so that exporting the raw ones would show.
-    for shadow in ema.shadows:
-        shadow.assign(shadow * 0.9)
-    holder = run_folder.model_variables_tracker(model)
-    tf.train.Checkpoint(model=holder, ema=ema).save(
-        os.path.join(run_folder.checkpoint_dir(ubm_dir), "ckpt")
-    )
-    files.write_json_atomically(
-        run_folder.config_path(ubm_dir), {"ubm": dataclasses.asdict(TINY_UBM)}
-    )
 
 
 def build_workdir(root: str) -> Workdir:
