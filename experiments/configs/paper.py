@@ -7,6 +7,8 @@ The UBM (R=5, F=160) needs a GPU.
 
 from __future__ import annotations
 
+import dataclasses
+
 from classifier.config import DetectorConfig
 from data_prep.face_settings import FaceSettings
 from data_prep.methods import PAPER_METHODS
@@ -16,31 +18,23 @@ from pixelcnn_pp.config import UBMConfig
 
 def get_config() -> ExperimentConfig:
     """Returns the paper's settings."""
+    ubm = UBMConfig(
+        nr_resnet=5,
+        nr_filters=160,
+        nr_logistic_mix=10,
+        dropout_rate=0.5,
+        learning_rate=1e-4,
+        epochs=5.0,
+        batch_size=16,
+    )
     return ExperimentConfig(
         name="paper",
         faces=FaceSettings(
             compression="raw", methods=PAPER_METHODS, frames_per_video=32, detection="fast"
         ),
-        ubm=UBMConfig(
-            nr_resnet=5,
-            nr_filters=160,
-            nr_logistic_mix=10,
-            dropout_rate=0.5,
-            learning_rate=1e-4,
-            epochs=5.0,
-            batch_size=16,
-        ),
-        detector=DetectorConfig(epochs=25, learning_rate=1e-3, batch_size=64),
+        ubm=ubm,
         # The UBM's architecture and schedule on perturbed crops (20% of the values
         # replaced; not tuned).
-        background=UBMConfig(
-            nr_resnet=5,
-            nr_filters=160,
-            nr_logistic_mix=10,
-            dropout_rate=0.5,
-            learning_rate=1e-4,
-            epochs=5.0,
-            batch_size=16,
-            perturbation_rate=0.2,
-        ),
+        background=dataclasses.replace(ubm, perturbation_rate=0.2),
+        detector=DetectorConfig(epochs=25, learning_rate=1e-3, batch_size=64),
     )

@@ -7,6 +7,8 @@ Its tables test the pipeline end to end; they are not comparable with the paper
 
 from __future__ import annotations
 
+import dataclasses
+
 from classifier.config import DetectorConfig
 from data_prep.config import SyntheticConfig
 from data_prep.face_settings import FaceSettings
@@ -17,48 +19,33 @@ from pixelcnn_pp.config import UBMConfig
 
 def get_config() -> ExperimentConfig:
     """Returns the smoke settings."""
+    ubm = UBMConfig(
+        nr_resnet=1,
+        nr_filters=32,
+        nr_logistic_mix=10,
+        dropout_rate=0.5,
+        learning_rate=1e-3,
+        lr_decay=0.9995,
+        # Polyak averaging over ~100 steps: at the reference 0.9995 the averaged
+        # weights of a 300-step run would still be mostly the initial ones.
+        ema_decay=0.99,
+        epochs=50.0,  # the step cap below ends training first
+        max_steps=300,
+        batch_size=8,
+        init_batch_size=8,
+        eval_every_steps=100,
+        checkpoint_every_steps=100,
+        eval_batches=10,
+    )
     return ExperimentConfig(
         name="smoke",
         faces=FaceSettings(
             compression="raw", methods=PAPER_METHODS, frames_per_video=0, detection="fast"
         ),
-        ubm=UBMConfig(
-            nr_resnet=1,
-            nr_filters=32,
-            nr_logistic_mix=10,
-            dropout_rate=0.5,
-            learning_rate=1e-3,
-            lr_decay=0.9995,
-            # Polyak averaging over ~100 steps: at the reference 0.9995 the averaged
-            # weights of a 300-step run would still be mostly the initial ones.
-            ema_decay=0.99,
-            epochs=50.0,  # the step cap below ends training first
-            max_steps=300,
-            batch_size=8,
-            init_batch_size=8,
-            eval_every_steps=100,
-            checkpoint_every_steps=100,
-            eval_batches=10,
-        ),
+        ubm=ubm,
         # Smaller and shorter than the UBM, to keep the smoke run short: the smoke
         # likelihood-ratio score tests the stage, not the method.
-        background=UBMConfig(
-            nr_resnet=1,
-            nr_filters=16,
-            nr_logistic_mix=10,
-            dropout_rate=0.5,
-            learning_rate=1e-3,
-            lr_decay=0.9995,
-            ema_decay=0.99,
-            epochs=50.0,
-            max_steps=150,
-            batch_size=8,
-            init_batch_size=8,
-            eval_every_steps=100,
-            checkpoint_every_steps=100,
-            eval_batches=10,
-            perturbation_rate=0.2,
-        ),
+        background=dataclasses.replace(ubm, nr_filters=16, max_steps=150, perturbation_rate=0.2),
         detector=DetectorConfig(
             epochs=10, learning_rate=1e-3, batch_size=32, bootstrap_samples=200
         ),
