@@ -3,10 +3,12 @@ r"""Benchmarks UBM training and likelihood-map throughput; prints one JSON line.
 Usage (what `make bench` runs):
   python -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
       --batch_size=8 --image_size=64 --steps=5 [--xla|--noxla] [--mixed_precision=...] \
-      [--config=paper|smoke] [--workdir=SCRATCH]
+      [--matmul_dtype=float32|bfloat16] [--config=paper|smoke] [--workdir=SCRATCH]
 
 Without `--config` the network is R=1, F=32, M=10 on batches of 8 64x64 images; with
 it, the configuration's UBM settings, which the flags above override where given.
+`--matmul_dtype=bfloat16` runs the convolutions in bfloat16 and everything else in
+float32 (the CPU's AMX / AVX512-BF16 units, a GPU's tensor cores).
 `--workdir` is the scratch folder of the benchmark run (nothing is saved there; a
 temporary folder by default).
 
@@ -64,6 +66,12 @@ XLA = flags.DEFINE_boolean("xla", False, "Compile train step and likelihood with
 MIXED_PRECISION = flags.DEFINE_string(
     "mixed_precision", "float32", "float32, mixed_bfloat16 or mixed_float16."
 )
+MATMUL_DTYPE = flags.DEFINE_enum(
+    "matmul_dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "bfloat16: the convolutions in bfloat16, the rest in float32 (with --mixed_precision=float32).",
+)
 
 
 def _pick(flag: flags.FlagHolder, default: int) -> int:
@@ -93,7 +101,11 @@ def main(argv: list[str]) -> None:
         if scratch is not None:
             files.check_writable(scratch)
         result = benchmark.benchmark_ubm(
-            config, steps=STEPS.value, warmup=WARMUP.value, scratch_dir=scratch
+            config,
+            steps=STEPS.value,
+            warmup=WARMUP.value,
+            scratch_dir=scratch,
+            matmul_dtype=MATMUL_DTYPE.value,
         )
     except (ValueError, PermissionError) as err:
         raise app.UsageError(str(err)) from None

@@ -6,7 +6,8 @@ backward, Adam, Polyak averaging) and the compiled likelihood function of
 compilation. FLOP/s figures use the conv/nin multiply-add count of `flops` (a train
 step is counted as 3 forward passes: forward, and a backward pass of twice its cost)
 and are set against the device's peak (`device_peak`): for a CPU, cores x clock x
-vector lanes x FMA units x 2; for a GPU, the dense peak of a small table of known
+vector lanes x FMA units x 2 in float32, or the AMX / AVX512-BF16 rate where the
+convolutions run in bfloat16; for a GPU, the dense peak of a small table of known
 models (None for others).
 """
 
@@ -21,7 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from pixelcnn_pp import flops, likelihood, training
+from pixelcnn_pp import flops, layers, likelihood, training
 from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.model import images_to_model_input
 
@@ -90,22 +91,34 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def device_peak(precision: str = "float32") -> tuple[float | None, str]:
+# bfloat16 FLOPs per cycle per core of the CPU's matrix units: AMX (one TMUL tile
+# multiply-accumulate of 16x32 by 32x16 bfloat16 per 16 cycles: 1024, Intel's figure)
+# and AVX512-BF16 (VDPBF16PS: 32 pairs, 64 FLOPs, on each of 2 FMA ports: 128).
+_AMX_BF16_FLOPS_PER_CYCLE = 1024
+_AVX512_BF16_FLOPS_PER_CYCLE = 128
+
+
+def device_peak(
+    precision: str = "float32", matmul_dtype: str = "float32"
+) -> tuple[float | None, str]:
     """(peak GFLOP/s of the device the benchmark runs on, or None; its assumptions).
 
-    CPU: cores (the affinity mask) x clock x float32 lanes of the widest vector unit
-    (AVX-512: 16, AVX2: 8, SSE: 4) x 2 FMA units (assumed: Xeon server cores with
-    AVX-512 have two; the count is not visible to software) x 2 FLOPs per FMA. Mixed
-    precision is counted at the float32 rate (no AMX/bf16 peak). GPU: the dense
-    tensor-core peak for mixed precision, the float32 peak otherwise, for the models of
-    a small table; None for other GPUs.
+    CPU, float32: cores (the affinity mask) x clock x float32 lanes of the widest
+    vector unit (AVX-512: 16, AVX2: 8, SSE: 4) x 2 FMA units (assumed: Xeon server
+    cores with AVX-512 have two; the count is not visible to software) x 2 FLOPs per
+    FMA. CPU with bfloat16 convolutions (a mixed policy or `matmul_dtype="bfloat16"`):
+    cores x clock x the bfloat16 FLOPs per cycle of AMX (1024) where the CPU has
+    `amx_bf16`, else of AVX512-BF16 (128) where it has `avx512_bf16`, else the float32
+    rate. GPU: the dense tensor-core peak for mixed precision, the float32 peak
+    otherwise, for the models of a small table; None for other GPUs.
     """
+    low = precision not in ("", "float32") or matmul_dtype != "float32"
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         for fragment, fp32, half in _GPU_PEAK_TFLOPS:
             if fragment.lower() in name.lower():
-                mixed = precision not in ("", "float32")
+                mixed = low
                 peak = (half if mixed else fp32) * 1000.0 * len(gpus)
                 kind = "bf16/fp16 dense tensor-core" if mixed else "fp32"
                 return peak, f"{len(gpus)} x {name}: {kind} peak {half if mixed else fp32} TFLOP/s"
@@ -113,9 +126,19 @@ def device_peak(precision: str = "float32") -> tuple[float | None, str]:
     flags_, mhz, source = _cpu_flags_and_mhz()
     if mhz is None:
         return None, "CPU clock unknown (no 'cpu MHz' in /proc/cpuinfo)"
+    cores = _cpu_cores()
+    if low and ("amx_bf16" in flags_ or "avx512_bf16" in flags_):
+        amx = "amx_bf16" in flags_
+        per_cycle = _AMX_BF16_FLOPS_PER_CYCLE if amx else _AVX512_BF16_FLOPS_PER_CYCLE
+        peak = cores * mhz / 1000.0 * per_cycle
+        return peak, (
+            f"{cores} cores x {mhz:.0f} MHz ({source}) x {per_cycle} bfloat16 FLOPs per "
+            f"cycle ({'AMX tiles' if amx else 'AVX512-BF16, 2 FMA units assumed'}); the "
+            "input and output layers run in float32 but are counted at "
+            "this rate"
+        )
     lanes = 16 if "avx512f" in flags_ else 8 if "avx2" in flags_ else 4
     fma_units = 2
-    cores = _cpu_cores()
     peak = cores * mhz / 1000.0 * lanes * fma_units * 2
     return peak, (
         f"{cores} cores x {mhz:.0f} MHz ({source}) x {lanes} float32 lanes "
@@ -132,7 +155,11 @@ def _time_calls(fn, steps: int) -> float:
 
 
 def benchmark_ubm(
-    config: UBMConfig, steps: int, warmup: int = 2, scratch_dir: str | None = None
+    config: UBMConfig,
+    steps: int,
+    warmup: int = 2,
+    scratch_dir: str | None = None,
+    matmul_dtype: str = "float32",
 ) -> dict:
     """Measures train and likelihood throughput of the UBM described by `config`.
 
@@ -144,6 +171,8 @@ def benchmark_ubm(
       warmup: untimed steps first (tracing, XLA compilation).
       scratch_dir: the run's checkpoint folder (nothing is saved there); default a
         temporary folder, deleted after.
+      matmul_dtype: "float32", or "bfloat16" for bfloat16 convolutions with the rest
+        in float32 (see `layers.matmul_precision`).
 
     Returns:
       A flat dict: the settings, device, TF version, forward FLOPs per image,
@@ -154,16 +183,18 @@ def benchmark_ubm(
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}.")
     validate_config(config)
+    layers.check_matmul_dtype(matmul_dtype)
     size, batch = config.image_size, config.batch_size
     rng = np.random.default_rng(config.seed)
     images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
 
     strategy = tf.distribute.get_strategy()
-    if scratch_dir is None:
-        with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoint folder
-            run = training.build_run(config, strategy, scratch, keep=1)
-    else:
-        run = training.build_run(config, strategy, scratch_dir, keep=1)
+    with layers.matmul_precision(matmul_dtype):
+        if scratch_dir is None:
+            with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoints
+                run = training.build_run(config, strategy, scratch, keep=1)
+        else:
+            run = training.build_run(config, strategy, scratch_dir, keep=1)
     run.model.data_dependent_init(images_to_model_input(images))
     run.ema.reset(run.model.trainable_variables)
     train_step = training.make_train_step(run, config, batch)
@@ -189,7 +220,7 @@ def benchmark_ubm(
     )
     train_ips = batch * steps / train_seconds
     lik_ips = batch * steps / lik_seconds
-    peak, assumptions = device_peak(config.mixed_precision)
+    peak, assumptions = device_peak(config.mixed_precision, matmul_dtype)
     train_gflops = 3.0 * forward * train_ips / 1e9
     lik_gflops = forward * lik_ips / 1e9
     return {
@@ -200,6 +231,7 @@ def benchmark_ubm(
         "warmup": warmup,
         "xla": config.xla,
         "mixed_precision": config.mixed_precision or "float32",
+        "matmul_dtype": matmul_dtype,
         "device": device_description(),
         "tensorflow": tf.__version__,
         "parameters": int(run.model.count_params()),

@@ -20,6 +20,16 @@ Variables are kept in float32; the computation runs in the layer's Keras compute
 (so a ``mixed_bfloat16`` / ``mixed_float16`` policy works), with the weight-normalised
 kernel formed in float32 and then cast. The gated resnet's gate is one XLA-compiled
 function (see ``_gate``), also when the model itself is not compiled.
+
+A third precision, ``matmul_dtype="bfloat16"`` (see :func:`matmul_precision`), keeps
+every tensor between blocks, the input and output layers and all element-wise work in
+float32 and runs only the convolutions and 1x1 layers of the gated resnets and the
+resolution changes in bfloat16 (oneDNN's AMX / AVX512-BF16 kernels on CPUs, tensor
+cores on GPUs; accumulation in float32 inside the kernel): their inputs come from one
+XLA-compiled ``concat_elu`` that writes bfloat16 directly, their outputs go into
+XLA-compiled element-wise functions that compute in float32. The CPU's element-wise
+bfloat16 kernels, slower than float32 ones, are never used and no separate cast pass
+over a full-resolution tensor is added.
 """
 
 from __future__ import annotations
@@ -52,6 +62,52 @@ def data_dependent_init_scope() -> Iterator[None]:
 
 def _ddi_active() -> bool:
     return getattr(_DDI_STATE, "active", False)
+
+
+MATMUL_DTYPES = ("float32", "bfloat16")
+_MATMUL_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def matmul_precision(dtype: str) -> Iterator[None]:
+    """Models built inside default to ``matmul_dtype=dtype`` (like a Keras dtype policy).
+
+    Args:
+      dtype: "float32" (every layer in its compute dtype) or "bfloat16" (the gated
+        resnets' convolutions and 1x1 layers and the resolution changes in bfloat16,
+        everything else float32).
+    """
+    check_matmul_dtype(dtype)
+    previous = default_matmul_dtype()
+    _MATMUL_STATE.dtype = dtype
+    try:
+        yield
+    finally:
+        _MATMUL_STATE.dtype = previous
+
+
+def default_matmul_dtype() -> str:
+    """The matmul dtype models built now default to ("float32" outside any scope)."""
+    return getattr(_MATMUL_STATE, "dtype", "float32")
+
+
+def check_matmul_dtype(dtype: str) -> None:
+    """Raises ValueError for a matmul dtype other than those in MATMUL_DTYPES."""
+    if dtype not in MATMUL_DTYPES:
+        raise ValueError(
+            f"Unknown matmul precision {dtype!r}: choose one of {', '.join(MATMUL_DTYPES)}."
+        )
+
+
+def matmul_policy(dtype_policy, matmul_dtype: str):
+    """The Keras dtype policy of a layer whose linear map runs in ``matmul_dtype``.
+
+    "bfloat16" gives "mixed_bfloat16" (float32 variables, bfloat16 compute) for a
+    float32 model; otherwise the model's own policy is kept.
+    """
+    if matmul_dtype == "bfloat16" and dtype_policy.compute_dtype == "float32":
+        return keras.DTypePolicy("mixed_bfloat16")
+    return dtype_policy
 
 
 class _WeightNormLayer(keras.layers.Layer):
@@ -264,6 +320,22 @@ def concat_elu(x: tf.Tensor) -> tf.Tensor:
     return tf.nn.elu(tf.concat([x, -x], axis=-1))
 
 
+def _concat_elu_bf16_impl(x: tf.Tensor) -> tf.Tensor:
+    return tf.cast(concat_elu(tf.cast(x, tf.float32)), tf.bfloat16)
+
+
+def _sum_concat_elu_bf16_impl(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return _concat_elu_bf16_impl(tf.cast(x, tf.float32) + tf.cast(y, tf.float32))
+
+
+# ``concat_elu`` of x (any float dtype), computed in float32 and written as bfloat16,
+# the input of a bfloat16 convolution: [..., C] -> bfloat16 [..., 2C]. One XLA pass
+# (read, negate, concat, elu, round) instead of four graph ops and a cast.
+concat_elu_bf16 = tf.function(_concat_elu_bf16_impl, jit_compile=True, autograph=False)
+# ``concat_elu(x + y)`` likewise, for the gated resnet's sum of conv and auxiliary nin.
+sum_concat_elu_bf16 = tf.function(_sum_concat_elu_bf16_impl, jit_compile=True, autograph=False)
+
+
 class DownShiftedConv2D(WNConv2D):
     """Convolution that sees only rows above and the current row's neighbourhood.
 
@@ -376,7 +448,8 @@ class Dropout(keras.layers.Layer):
 
 
 def _gate_impl(x: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
-    p, q = tf.split(c, 2, axis=-1)
+    # c may be bfloat16 (a bfloat16 conv's output): the gate is computed in x's dtype.
+    p, q = tf.split(tf.cast(c, x.dtype), 2, axis=-1)
     return x + p * tf.sigmoid(q)
 
 
@@ -402,6 +475,9 @@ class GatedResnet(keras.layers.Layer):
         ``DownRightShiftedConv2D``); both convs use its default kernel.
       use_aux: whether the block takes the auxiliary input ``a``.
       dropout_rate: element-wise dropout rate applied in training only.
+      matmul_dtype: "float32" (the block's own dtype policy throughout) or "bfloat16"
+        (convs and nin in bfloat16; x, a, the output and the element-wise work stay
+        in the block's float32).
     """
 
     def __init__(
@@ -410,15 +486,19 @@ class GatedResnet(keras.layers.Layer):
         conv: type[WNConv2D],
         use_aux: bool = False,
         dropout_rate: float = 0.5,
+        matmul_dtype: str = "float32",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
+        check_matmul_dtype(matmul_dtype)
         self.filters = int(filters)
         self.use_aux = bool(use_aux)
         self.dropout_rate = float(dropout_rate)
-        pol = self.dtype_policy
+        self.matmul_dtype = matmul_dtype
+        self._bf16 = matmul_policy(self.dtype_policy, matmul_dtype) is not self.dtype_policy
+        pol = matmul_policy(self.dtype_policy, matmul_dtype)
         self.conv1 = conv(self.filters, name="conv1", dtype=pol)
         self.aux = WNDense(self.filters, name="aux_nin", dtype=pol) if self.use_aux else None
         self.dropout = (
@@ -432,10 +512,18 @@ class GatedResnet(keras.layers.Layer):
                 f"{self.name} was built with use_aux={self.use_aux} but called with "
                 f"a={'None' if a is None else 'a tensor'}."
             )
-        c = self.conv1(concat_elu(x))
-        if a is not None:
-            c = c + self.aux(concat_elu(a))
-        c = concat_elu(c)
+        if self._bf16:
+            # bfloat16 only between the XLA element-wise functions and the matmuls.
+            c = self.conv1(concat_elu_bf16(x))
+            if a is not None:
+                c = sum_concat_elu_bf16(c, self.aux(concat_elu_bf16(a)))
+            else:
+                c = concat_elu_bf16(c)
+        else:
+            c = self.conv1(concat_elu(x))
+            if a is not None:
+                c = c + self.aux(concat_elu(a))
+            c = concat_elu(c)
         if self.dropout is not None:
             c = self.dropout(c, training=training)
         return _gate(x, self.conv2(c))

@@ -7,9 +7,11 @@ and checkpoints; its Polyak-averaged weights, as the reference PixelCNN++ code
 evaluates) and turns uint8 face crops into `[N, H, W]` float32 maps (nats) and image
 log-likelihoods (their sums), with dropout off. It imports nothing of `training`.
 
-The network may compute in bfloat16 or float16 (`mixed_precision`); its output is cast
-to float32 before the discretized-logistic mixture likelihood, so the maps are always
-float32. `compare_precisions` measures how far such maps are from float32 ones.
+The network may compute in bfloat16 or float16 (`mixed_precision`), or only its
+convolutions in bfloat16 with everything else float32 (`matmul_dtype`, see
+`layers`); its output is cast to float32 before the discretized-logistic mixture
+likelihood, so the maps are always float32. `compare_precisions` measures how far such
+maps are from float32 ones (both from the same checkpoint).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pixelcnn_pp import run_folder
+from pixelcnn_pp import layers, run_folder
 from pixelcnn_pp.distributions import pixel_log_likelihood
 from pixelcnn_pp.ema import PolyakAverage
 from pixelcnn_pp.model import images_to_model_input
@@ -53,6 +55,7 @@ def load_ubm(
     *,
     mixed_precision: str = "",
     strategy: tf.distribute.Strategy | None = None,
+    matmul_dtype: str = "float32",
 ) -> keras.Model:
     """Rebuilds the UBM of a train_ubm folder with its averaged (EMA) weights.
 
@@ -64,28 +67,36 @@ def load_ubm(
         same checkpoint restores (and fingerprints) identically.
       strategy: a tf.distribute strategy whose scope holds the variables (e.g. a
         MirroredStrategy: one copy per GPU); default the current one.
+      matmul_dtype: "float32", or "bfloat16" to run only the gated resnets'
+        convolutions and 1x1 layers in bfloat16 (with a float32 `mixed_precision`).
 
     Returns:
       A PixelCNNpp whose trainable weights are the Polyak averages; call it with
       `training=False`. Its `ubm_config` attribute holds the UBMConfig,
-      `ubm_checkpoint` the checkpoint path and `ubm_precision` the policy name.
+      `ubm_checkpoint` the checkpoint path, `ubm_precision` the policy name and
+      `matmul_dtype` the matmul dtype.
 
     Raises:
       FileNotFoundError: no config.json or no checkpoint ("run train_ubm first").
-      ValueError: unknown mixed-precision policy.
+      ValueError: unknown mixed-precision policy or matmul dtype.
     """
     if mixed_precision not in MIXED_PRECISION_POLICIES:
         raise ValueError(
             f"Unknown mixed precision {mixed_precision!r}: choose one of "
             f"{', '.join(repr(p) for p in MIXED_PRECISION_POLICIES)}."
         )
+    layers.check_matmul_dtype(matmul_dtype)
     if not os.path.isdir(ubm_dir):
         raise FileNotFoundError(f"UBM folder {ubm_dir!r} does not exist: run train_ubm first.")
     saved = run_folder.read_run_config(ubm_dir)
     config = run_folder.ubm_config_from_dict(saved["ubm"])
     path = checkpoint or latest_checkpoint(ubm_dir)
     strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope(), precision_policy(mixed_precision or "float32"):
+    with (
+        strategy.scope(),
+        precision_policy(mixed_precision or "float32"),
+        layers.matmul_precision(matmul_dtype),
+    ):
         model = run_folder.build_model(config)
         ema = PolyakAverage(model.trainable_variables, config.ema_decay)
         holder = run_folder.model_variables_tracker(model)
@@ -95,7 +106,9 @@ def load_ubm(
     model.ubm_config = config
     model.ubm_checkpoint = path
     model.ubm_precision = mixed_precision or "float32"
-    logging.info("Loaded UBM %s (EMA weights, %s).", path, model.ubm_precision)
+    logging.info(
+        "Loaded UBM %s (EMA weights, %s, %s matmuls).", path, model.ubm_precision, matmul_dtype
+    )
     return model
 
 
@@ -251,35 +264,50 @@ def compare_precisions(
     images: np.ndarray,
     mixed_precision: str = "mixed_bfloat16",
     batch_size: int = 64,
+    *,
+    matmul_dtype: str = "float32",
+    checkpoint: str | None = None,
 ) -> dict[str, float | int | str]:
-    """How far the maps of a mixed-precision UBM are from float32 maps, and speeds.
+    """How far the maps of a lower-precision UBM are from float32 maps, and speeds.
 
-    Loads the UBM twice (float32 and `mixed_precision`), maps the same crops with both
-    and times each (one warm-up batch first).
+    Loads the UBM twice from one checkpoint (float32, and `mixed_precision` with
+    `matmul_dtype`), maps the same crops with both and times each (one warm-up batch
+    first). The checkpoint is resolved once: with the latest one looked up per load, a
+    UBM still training would be compared across two training steps.
 
     Args:
       ubm_dir: a train_ubm folder.
       images: uint8 [N, H, W, 3] crops.
-      mixed_precision: "mixed_bfloat16" or "mixed_float16".
+      mixed_precision: "mixed_bfloat16", "mixed_float16", or "float32" together with
+        `matmul_dtype="bfloat16"`.
       batch_size: crops per forward pass.
+      matmul_dtype: the second model's matmul dtype (see `load_ubm`).
+      checkpoint: the checkpoint both models restore; default the latest one.
 
     Returns:
-      {"precision", "images", "batch_size", "mean_abs_diff_nats", "max_abs_diff_nats"
-       (per pixel, over all maps), "mean_abs_diff_image_loglik_nats" (per image),
-       "mean_image_loglik_float32", "images_per_s_float32", "images_per_s_mixed"}.
+      {"precision", "matmul_dtype", "checkpoint", "images", "batch_size",
+       "mean_abs_diff_nats", "max_abs_diff_nats" (per pixel, over all maps),
+       "mean_abs_diff_image_loglik_nats" (per image), "mean_image_loglik_float32",
+       "images_per_s_float32", "images_per_s_mixed"}.
     """
     images = _validate_images(images)
+    checkpoint = checkpoint or latest_checkpoint(ubm_dir)
     results = {}
-    for policy in ("float32", mixed_precision):
-        model = load_ubm(ubm_dir, mixed_precision=policy)
+    for name, policy, matmul in (
+        ("reference", "float32", "float32"),
+        ("lower", mixed_precision, matmul_dtype),
+    ):
+        model = load_ubm(ubm_dir, checkpoint, mixed_precision=policy, matmul_dtype=matmul)
         fn = batch_likelihood_fn(model, batch_size)
         speed = _images_per_second(fn, images, batch_size)
-        results[policy] = (likelihood_maps(model, images, batch_size), speed)
-    (maps32, lls32), speed32 = results["float32"]
-    (maps_mixed, lls_mixed), speed_mixed = results[mixed_precision]
+        results[name] = (likelihood_maps(model, images, batch_size), speed)
+    (maps32, lls32), speed32 = results["reference"]
+    (maps_mixed, lls_mixed), speed_mixed = results["lower"]
     diff = np.abs(maps_mixed.astype(np.float64) - maps32)
     return {
         "precision": mixed_precision,
+        "matmul_dtype": matmul_dtype,
+        "checkpoint": checkpoint,
         "images": int(images.shape[0]),
         "batch_size": batch_size,
         "mean_abs_diff_nats": float(diff.mean()),

@@ -40,6 +40,12 @@ class PixelCNNpp(keras.Model):
       nr_filters: F, channels of both streams.
       nr_logistic_mix: M, logistic components per pixel.
       dropout_rate: dropout inside each gated resnet, applied when ``training=True``.
+      matmul_dtype: "float32", or "bfloat16" to run the gated resnets' convolutions
+        and 1x1 layers and the stride-2 (transposed) convolutions in bfloat16, with
+        the streams, the element-wise work, the input layers and the output layer in
+        float32 (see :mod:`pixelcnn_pp.layers`); default the enclosing
+        ``layers.matmul_precision`` scope's, else "float32". Variables are float32 and
+        the same either way, so a checkpoint restores under both.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class PixelCNNpp(keras.Model):
         nr_filters: int = 160,
         nr_logistic_mix: int = 10,
         dropout_rate: float = 0.5,
+        matmul_dtype: str | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("name", "pixelcnn_pp")
@@ -65,7 +72,13 @@ class PixelCNNpp(keras.Model):
         self.nr_filters = int(nr_filters)
         self.nr_logistic_mix = int(nr_logistic_mix)
         self.dropout_rate = float(dropout_rate)
+        self.matmul_dtype = matmul_dtype or L.default_matmul_dtype()
+        L.check_matmul_dtype(self.matmul_dtype)
         self._ddi_done = False
+        mm = self.matmul_dtype
+        # The stride-2 convs read and write float32 streams; in bfloat16 their inputs
+        # are cast on the way in and the next gated resnet casts their outputs back.
+        mm_policy = L.matmul_policy(self.dtype_policy, mm)
 
         r, f = self.nr_resnet, self.nr_filters
         rate = self.dropout_rate
@@ -79,30 +92,38 @@ class PixelCNNpp(keras.Model):
         # convs down to the next level.
         for level in range(3):
             for i in range(r):
-                self._add(f"up{level}_u{i}", L.GatedResnet, f, u_conv, False, rate)
-                self._add(f"up{level}_ul{i}", L.GatedResnet, f, ul_conv, True, rate)
+                self._add(f"up{level}_u{i}", L.GatedResnet, f, u_conv, False, rate, mm)
+                self._add(f"up{level}_ul{i}", L.GatedResnet, f, ul_conv, True, rate, mm)
             if level < 2:
-                self._add(f"up{level}_u_down", u_conv, f, (2, 3), strides=(2, 2))
-                self._add(f"up{level}_ul_down", ul_conv, f, (2, 2), strides=(2, 2))
+                self._add(f"up{level}_u_down", u_conv, f, (2, 3), strides=(2, 2), dtype=mm_policy)
+                self._add(f"up{level}_ul_down", ul_conv, f, (2, 2), strides=(2, 2), dtype=mm_policy)
         # Down pass, levels 0-2 (1/4, 1/2, full resolution): stride-2 transposed convs
         # up to the level, then R pairs at the lowest and R + 1 at the others.
         for level, pairs in enumerate((r, r + 1, r + 1)):
             if level > 0:
-                self._add(
-                    f"dn{level}_u_up", L.DownShiftedConv2DTranspose, f, (2, 3), strides=(2, 2)
-                )
-                self._add(
-                    f"dn{level}_ul_up", L.DownRightShiftedConv2DTranspose, f, (2, 2), strides=(2, 2)
-                )
+                for stream, layer_class, kernel in (
+                    ("u", L.DownShiftedConv2DTranspose, (2, 3)),
+                    ("ul", L.DownRightShiftedConv2DTranspose, (2, 2)),
+                ):
+                    self._add(
+                        f"dn{level}_{stream}_up",
+                        layer_class,
+                        f,
+                        kernel,
+                        strides=(2, 2),
+                        dtype=mm_policy,
+                    )
             for i in range(pairs):
-                self._add(f"dn{level}_u{i}", L.GatedResnet, f, u_conv, True, rate)
-                self._add(f"dn{level}_ul{i}", L.GatedResnet, f, ul_conv, True, rate)
+                self._add(f"dn{level}_u{i}", L.GatedResnet, f, u_conv, True, rate, mm)
+                self._add(f"dn{level}_ul{i}", L.GatedResnet, f, ul_conv, True, rate, mm)
         self._add("out_nin", L.WNDense, 10 * self.nr_logistic_mix)
 
     def _add(self, name: str, layer_class: type[keras.layers.Layer], *args, **kwargs) -> None:
         # Every sublayer is a direct attribute (not inside a list): Keras 3 lists are not
-        # tracked by tf.train.Checkpoint. Sublayers share the model's precision policy.
-        setattr(self, name, layer_class(*args, name=name, dtype=self.dtype_policy, **kwargs))
+        # tracked by tf.train.Checkpoint. Sublayers share the model's precision policy
+        # unless given one.
+        kwargs.setdefault("dtype", self.dtype_policy)
+        setattr(self, name, layer_class(*args, name=name, **kwargs))
 
     # ------------------------------------------------------------------------------
     def _check_input(self, x: tf.Tensor) -> None:
@@ -127,6 +148,10 @@ class PixelCNNpp(keras.Model):
                     "the images to a multiple of 4."
                 )
 
+    def _stream(self, y: tf.Tensor) -> tf.Tensor:
+        # A bfloat16 stride-2 conv's output back to the streams' dtype (else a no-op).
+        return tf.cast(y, self.compute_dtype)
+
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         x = tf.convert_to_tensor(x)
         self._check_input(x)
@@ -145,8 +170,8 @@ class PixelCNNpp(keras.Model):
                 u_stack.append(u)
                 ul_stack.append(ul)
             if level < 2:
-                u = getattr(self, f"up{level}_u_down")(u)
-                ul = getattr(self, f"up{level}_ul_down")(ul)
+                u = self._stream(getattr(self, f"up{level}_u_down")(u))
+                ul = self._stream(getattr(self, f"up{level}_ul_down")(ul))
                 u_stack.append(u)
                 ul_stack.append(ul)
 
@@ -154,8 +179,8 @@ class PixelCNNpp(keras.Model):
         ul = ul_stack.pop()
         for level, pairs in enumerate((self.nr_resnet, self.nr_resnet + 1, self.nr_resnet + 1)):
             if level > 0:
-                u = getattr(self, f"dn{level}_u_up")(u)
-                ul = getattr(self, f"dn{level}_ul_up")(ul)
+                u = self._stream(getattr(self, f"dn{level}_u_up")(u))
+                ul = self._stream(getattr(self, f"dn{level}_ul_up")(ul))
             for i in range(pairs):
                 u = getattr(self, f"dn{level}_u{i}")(u, u_stack.pop(), training=training)
                 ul = getattr(self, f"dn{level}_ul{i}")(
@@ -206,5 +231,6 @@ class PixelCNNpp(keras.Model):
             "nr_filters": self.nr_filters,
             "nr_logistic_mix": self.nr_logistic_mix,
             "dropout_rate": self.dropout_rate,
+            "matmul_dtype": self.matmul_dtype,
             "name": self.name,
         }

@@ -1,0 +1,147 @@
+"""The bfloat16-convolution mode of the UBM (`layers.matmul_precision("bfloat16")`):
+same variables as float32, float32 output, close maps, causal, trainable; the float32
+default untouched; `compare_precisions` compares one checkpoint; the bf16 peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep import files
+from pixelcnn_pp import benchmark, likelihood, run_folder
+from pixelcnn_pp import layers as L
+from pixelcnn_pp.config import UBMConfig
+from pixelcnn_pp.distributions import discretized_mix_logistic_loss, pixel_log_likelihood
+from pixelcnn_pp.ema import PolyakAverage
+from pixelcnn_pp.model import PixelCNNpp
+
+TINY = UBMConfig(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, image_size=8)
+
+
+def _pair(x: tf.Tensor) -> tuple[PixelCNNpp, PixelCNNpp]:
+    """A float32 model (data-dependent init on x) and a bfloat16-matmul copy of it."""
+    keras.utils.set_random_seed(3)
+    m32 = PixelCNNpp(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, dropout_rate=0.5)
+    m32.data_dependent_init(x)
+    with L.matmul_precision("bfloat16"):
+        m16 = PixelCNNpp(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, dropout_rate=0.5)
+    m16(x[:1])
+    for a, b in zip(m16.weights, m32.weights, strict=True):
+        a.assign(b)
+    return m32, m16
+
+
+def _images(rng, n: int = 2, size: int = 8) -> tf.Tensor:
+    return tf.constant(rng.integers(0, 256, (n, size, size, 3)).astype(np.float32) / 127.5 - 1)
+
+
+def test_bf16_matmuls_keep_the_variables_and_give_close_float32_maps(rng):
+    x = _images(rng)
+    m32, m16 = _pair(x)
+    assert L.default_matmul_dtype() == "float32" and m32.matmul_dtype == "float32"
+    assert m16.matmul_dtype == "bfloat16"
+    assert [(w.path, w.shape) for w in m16.weights] == [(w.path, w.shape) for w in m32.weights]
+    assert all(w.dtype == "float32" for w in m16.weights)
+    # Only the gated resnets' matmuls and the stride-2 convs compute in bfloat16.
+    assert m16.up0_u0.conv1.compute_dtype == "bfloat16"
+    assert m16.up0_u_down.compute_dtype == "bfloat16"
+    assert m16.u_in.compute_dtype == "float32" and m16.out_nin.compute_dtype == "float32"
+    assert m32.up0_u0.conv1.compute_dtype == "float32"
+    p32, p16 = m32(x, training=False), m16(x, training=False)
+    assert p16.dtype == tf.float32
+    l32, l16 = pixel_log_likelihood(x, p32).numpy(), pixel_log_likelihood(x, p16).numpy()
+    diff = np.abs(l16 - l32)
+    assert 0 < diff.mean() < 0.05 and diff.max() < 0.5, (diff.mean(), diff.max())
+
+
+def test_bf16_matmul_model_is_causal(rng):
+    x = _images(rng, n=1)
+    _, m16 = _pair(x)
+    base = m16(x, training=False).numpy()
+    changed = x.numpy().copy()
+    changed[0, 5, 3] = -changed[0, 5, 3]  # pixel (5, 3) in raster order
+    out = m16(tf.constant(changed), training=False).numpy()
+    moved = np.any(out != base, axis=-1)[0]
+    flat = moved.reshape(-1)
+    assert not flat[: 5 * 8 + 3 + 1].any()  # no pixel up to and including (5, 3) moved
+    assert flat[5 * 8 + 4 :].any()
+
+
+def test_bf16_matmul_model_trains_with_finite_gradients_for_every_weight(rng):
+    x = _images(rng)
+    _, m16 = _pair(x)
+    with tf.GradientTape() as tape:
+        loss = discretized_mix_logistic_loss(x, m16(x, training=True))
+    grads = tape.gradient(loss, m16.trainable_variables)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+    assert all(g.dtype == tf.float32 for g in grads)
+
+
+def test_unknown_matmul_precision_is_refused():
+    with (
+        pytest.raises(ValueError, match="Unknown matmul precision 'fp8'"),
+        L.matmul_precision("fp8"),
+    ):
+        pass
+    with pytest.raises(ValueError, match="Unknown matmul precision"):
+        PixelCNNpp(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, matmul_dtype="int8")
+
+
+def _write_ubm_with_two_checkpoints(ubm_dir: str) -> tuple[str, str]:
+    """A train_ubm-like folder whose two checkpoints hold different EMA weights."""
+    model = run_folder.build_model(TINY)
+    ema = PolyakAverage(model.trainable_variables, TINY.ema_decay)
+    holder = run_folder.model_variables_tracker(model)
+    checkpoint = tf.train.Checkpoint(model=holder, ema=ema)
+    prefix = os.path.join(run_folder.checkpoint_dir(ubm_dir), "ckpt")
+    first = checkpoint.save(prefix)
+    for shadow in ema.shadows:
+        shadow.assign(shadow * 1.5 + 0.01)
+    second = checkpoint.save(prefix)
+    files.write_json_atomically(run_folder.config_path(ubm_dir), {"ubm": dataclasses.asdict(TINY)})
+    return first, second
+
+
+@pytest.mark.slow
+def test_compare_precisions_compares_maps_of_one_checkpoint(tmp_path, rng):
+    ubm_dir = str(tmp_path / "ubm")
+    first, second = _write_ubm_with_two_checkpoints(ubm_dir)
+    images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    same = likelihood.compare_precisions(ubm_dir, images, "float32", batch_size=4)
+    assert same["checkpoint"] == second and same["max_abs_diff_nats"] == 0.0
+    pinned = likelihood.compare_precisions(
+        ubm_dir, images, "float32", batch_size=4, matmul_dtype="bfloat16", checkpoint=first
+    )
+    assert pinned["checkpoint"] == first and pinned["matmul_dtype"] == "bfloat16"
+    assert 0 < pinned["mean_abs_diff_nats"] < 0.05
+    # The two checkpoints' float32 maps differ by far more than the precision does.
+    m1 = likelihood.load_ubm(ubm_dir, first)
+    m2 = likelihood.load_ubm(ubm_dir, second)
+    maps1, maps2 = (
+        likelihood.likelihood_maps(m1, images)[0],
+        likelihood.likelihood_maps(m2, images)[0],
+    )
+    steps = np.abs(maps1 - maps2)
+    assert steps.mean() > 10 * pinned["mean_abs_diff_nats"]
+
+
+def test_bf16_peak_uses_the_matrix_units(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(benchmark, "_cpu_cores", lambda: 2)
+    flags_ = {"avx512f", "amx_bf16", "avx512_bf16"}
+    monkeypatch.setattr(benchmark, "_cpu_flags_and_mhz", lambda: (flags_, 2000.0, "test"))
+    fp32, _ = benchmark.device_peak("float32")
+    amx, why = benchmark.device_peak("float32", "bfloat16")
+    assert fp32 == pytest.approx(2 * 2.0 * 16 * 2 * 2)
+    assert amx == pytest.approx(2 * 2.0 * 1024) and "AMX" in why
+    assert benchmark.device_peak("mixed_bfloat16")[0] == pytest.approx(amx)
+    flags_.discard("amx_bf16")
+    assert benchmark.device_peak("float32", "bfloat16")[0] == pytest.approx(2 * 2.0 * 128)
+    flags_.discard("avx512_bf16")
+    assert benchmark.device_peak("float32", "bfloat16")[0] == pytest.approx(fp32)
