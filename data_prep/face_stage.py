@@ -213,8 +213,10 @@ def _found(dataset: VideoDataset, listing: DatasetListing, workers: int) -> dict
     """The manifest's record of the dataset: root, splits, what was found and missing."""
     assigned = listing.assigned()
     return {
-        "ffpp_root": dataset.root,
+        "dataset": dataset.name,
+        "ffpp_root": dataset.root,  # the dataset's root (the name predates other datasets)
         "splits_dir": dataset.splits_dir,
+        "split_policy": listing.split_policy,
         "methods": list(listing.methods),
         "workers": workers,
         "found": {

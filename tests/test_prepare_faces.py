@@ -225,6 +225,7 @@ def test_make_reproduce_commands_generate_then_crop_the_generated_dataset(tmp_pa
     with open(os.path.join(work, "faces", "manifest.json")) as f:
         manifest = json.load(f)
     assert manifest["ffpp_root"] == os.path.join(work, "synthetic_ffpp")
+    assert manifest["dataset"] == "generated" and "split" in manifest["split_policy"]
     assert manifest["methods"] == list(METHODS) and manifest["settings"]["frames_per_video"] == 0
     assert len(manifest["videos"]) == 6 * (1 + len(METHODS)) and manifest["complete"]
     with open(os.path.join(work, "commands.jsonl")) as f:

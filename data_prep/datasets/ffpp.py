@@ -35,6 +35,9 @@ ORIGINAL_DIR = os.path.join("original_sequences", "youtube")
 MANIPULATED_DIR = "manipulated_sequences"
 MASKS = "masks"  # beside the compression levels of a method: masks/videos/<a>_<b>.mp4
 
+# FF++ (and the generated dataset) come with their split files.
+SPLIT_POLICY = "the split files (train/val/test.json pairs, FF++ format); videos in none: left out"
+
 
 def videos_dir(root: str, source: str, compression: str) -> str:
     """The folder holding the videos of one source (`original` or a method) at one level."""
@@ -247,6 +250,7 @@ def assign_splits(listing: DatasetListing, splits: SplitIndex, splits_dir: str) 
         videos=videos,
         problems=problems,
         ignored=listing.ignored,
+        split_policy=SPLIT_POLICY,
     )
 
 
