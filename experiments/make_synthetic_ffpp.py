@@ -1,15 +1,19 @@
-r"""Generates a miniature FaceForensics++ (raw, lossless) with official-format splits.
+r"""Generates a miniature FaceForensics++ (raw, c23, c40) with official-format splits.
 
 Usage:
   python -m experiments.make_synthetic_ffpp --config=smoke|paper --workdir=WORKDIR \
       [--out=DIR] [--identities=N] [--frames=N] [--seed=N] [--width=192] [--height=160] \
-      [--container=avi|mkv]
+      [--container=avi|mkv] [--compressions=raw,c23,c40]
 
-Writes into WORKDIR/synthetic_ffpp (or --out) `original_sequences/youtube/raw/videos/
+Writes into WORKDIR/synthetic_ffpp (or --out) `original_sequences/youtube/<level>/videos/
 <id>.<container>`, `manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/
-raw/videos/<target>_<source>.<container>` (FFV1), `splits/{train,val,test}.json` and
-`synthetic.json`; `--identities`, `--frames` and `--seed` default to the config's
-synthetic settings. A dataset already complete with these settings is kept as it is.
+<level>/videos/<target>_<source>.<container>` for each level of --compressions (FFV1;
+raw is lossless, c23 and c40 are every raw frame through JPEG at a light and a heavy
+quality, stand-ins for FF++'s H.264 levels, see `data_prep.datasets.generated`), one
+mask per fake, `splits/{train,val,test}.json` and `synthetic.json`; `--identities`,
+`--frames`, `--seed` and `--compressions` default to the config's synthetic settings.
+A dataset already complete with these settings is kept as it is; one lacking a
+requested level gains it, its videos kept.
 `prepare_faces --dataset=generated` reads it. The smoke run of Khodabakhsh & Busch
 (BIOSIG 2020) uses it in place of FF++; its numbers are not comparable with the paper's.
 """
@@ -43,6 +47,11 @@ SEED = flags.DEFINE_integer(
 WIDTH = flags.DEFINE_integer("width", 192, "Frame width in pixels.", lower_bound=96)
 HEIGHT = flags.DEFINE_integer("height", 160, "Frame height in pixels.", lower_bound=96)
 CONTAINER = flags.DEFINE_enum("container", "avi", CONTAINERS, "Container of the FFV1 videos.")
+COMPRESSIONS = flags.DEFINE_list(
+    "compressions",
+    None,
+    "Levels to write: raw and any of c23, c40 (default: the config's, all three).",
+)
 
 
 def _value(flag: flags.FlagHolder, default: int) -> int:
@@ -65,13 +74,21 @@ def main(argv: list[str]) -> None:
             width=WIDTH.value,
             height=HEIGHT.value,
             container=CONTAINER.value,
+            compressions=(
+                synthetic.compressions if COMPRESSIONS.value is None else COMPRESSIONS.value
+            ),
         )
     except (ValueError, PermissionError) as err:
         raise app.UsageError(str(err)) from None
     except OSError as err:
         raise app.UsageError(f"Cannot write to {what}={out!r} ({err}).") from None
     pairs = {split: len(p) for split, p in summary["pairs"].items()}
-    logging.info("Videos per source: %s; pairs per split: %s", summary["videos"], json.dumps(pairs))
+    logging.info(
+        "Videos per source: %s at %s; pairs per split: %s",
+        summary["videos"],
+        ", ".join(summary["compressions"]),
+        json.dumps(pairs),
+    )
 
 
 if __name__ == "__main__":
