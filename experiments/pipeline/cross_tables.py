@@ -4,9 +4,10 @@ Reads the `metrics.json` of evaluation folders (`evaluation.evaluate_model`) and
 `results/cross.{csv,md,tex}`: one row per training data and protocol (from each
 model's manifest: dataset, compression, protocol, method), one column per test set:
 `FF++ <method> <compression>` for FF++ (reals + that method's fakes; `all`: every
-fake), `Generated FF++ <method> raw` for the generated miniature, and one column for
-each other dataset (Celeb-DF v2, DFDC, a folder set by its folder name). A cell holds
-frame AUC and video AUC, each with its 95% bootstrap interval over videos.
+fake), `Generated FF++ <method> <compression>` for the generated miniature (its c23
+and c40 are JPEG stand-ins for FF++'s H.264 levels, said so in the notes), and one
+column for each other dataset (Celeb-DF v2, DFDC, a folder set by its folder name).
+A cell holds frame AUC and video AUC, each with its 95% bootstrap interval over videos.
 
 Published figures sit beside ours only where the cell is the same experiment:
 DeepfakeBench (Yan et al., NeurIPS 2023 Datasets and Benchmarks), Xception trained on
@@ -24,6 +25,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from data_prep.datasets.generated import LEVEL_CODECS, describe_level
 from data_prep.files import check_writable, read_json, write_text_atomically
 from experiments.pipeline.workdir import Workdir
 
@@ -161,15 +163,18 @@ def build_table(folders: Sequence[str]) -> CrossTable:
     columns: list[str] = []
     cells: dict[tuple[str, str], Cell] = {}
     trained: set[tuple[str, str]] = set()
+    evaluated_levels: set[tuple[str, str]] = set()
     for folder in folders:
         report = read_evaluation(folder)
+        evaluated = report["evaluated"]
+        evaluated_levels.add((str(evaluated.get("dataset")), str(evaluated.get("compression"))))
         trained_on = report["model"].get("trained_on") or {}
         row = training_label(trained_on)
         trained.add((str(trained_on.get("dataset")), str(trained_on.get("compression"))))
         if row not in rows:
             rows.append(row)
         per_method = report.get("per_method", {})
-        for column, key in columns_of(report["evaluated"], list(per_method)):
+        for column, key in columns_of(evaluated, list(per_method)):
             part = per_method[key] if key else report["metrics"]
             if (row, column) in cells:
                 raise CrossTableError(
@@ -187,6 +192,9 @@ def build_table(folders: Sequence[str]) -> CrossTable:
                 same_dataset=report.get("leakage", {}).get("same_dataset_as_training"),
                 source=folder,
             )
+    generated_levels = sorted(
+        {c for dataset, c in evaluated_levels if dataset == "generated" and c in LEVEL_CODECS}
+    )
     references: dict[tuple[str, str], Cell] = {}
     for key, values in DEEPFAKEBENCH.items():
         if key not in trained:
@@ -207,6 +215,15 @@ def build_table(folders: Sequence[str]) -> CrossTable:
         "Models are only scored on the test sets: no training, selection or threshold "
         "tuning on them.",
     ]
+    if generated_levels:
+        notes.append(
+            "Generated FF++ c23 / c40: the generated dataset's stand-ins for FF++'s H.264 "
+            "levels (OpenCV's wheels cannot encode H.264): "
+            + "; ".join(describe_level(level) for level in generated_levels)
+            + ". The qualities give the PSNR to raw that x264 gives at CRF 23 / 40 on the "
+            "generated videos (about 35 / 28 dB), but JPEG has no motion compensation: "
+            "compare these columns with the raw ones, not with FF++ c23 / c40."
+        )
     if references:
         notes.append(DEEPFAKEBENCH_NOTE)
     else:

@@ -2,8 +2,8 @@
 
 A model folder (`model_folder`, written by `export_model`) is evaluated, never
 trained, on one split of any dataset the adapters know (`data_prep.datasets`: FF++
-at raw, c23 or c40, the generated miniature, Celeb-DF v2, DFDC, a folder or CSV of
-real and fake files):
+at raw, c23 or c40, the generated miniature at raw or its c23 / c40 stand-ins,
+Celeb-DF v2, DFDC, a folder or CSV of real and fake files):
 
     OUT/
       faces/            face crops of the chosen split (`face_stage.prepare_faces` with
@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -157,6 +157,7 @@ def evaluate_model(
     batch_size: int = BATCH_SIZE,
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    detector: Detector | None = None,
 ) -> dict[str, Any]:
     """Crops, scores and measures one split of a dataset with a model folder.
 
@@ -166,12 +167,15 @@ def evaluate_model(
         for `folder`); splits_dir: FF++'s official split folder (FF++ only).
       out_dir: the evaluation's folder (faces/, predictions.csv, metrics.json); not
         inside model_dir.
-      compression: FF++ level (raw, c23, c40); recorded as given by the others.
+      compression: FF++ or generated level (raw, c23, c40); recorded as given by the
+        others.
       split: the split scored (datasets without an official split put their files in
         `test`: their `split_policy`, recorded).
       workers: face-crop processes; frames_per_video: None keeps the model's saved
         sampling, N > 0 takes N evenly spaced frames per video (0: every frame).
       batch_size: crops per scoring batch; bootstrap_samples, seed: the intervals.
+      detector: `Detector.load(model_dir)` already done (`evaluate_levels`); None
+        loads it here.
 
     Returns:
       The metrics.json written: {"metrics": overall report (`classifier.metrics.
@@ -188,7 +192,8 @@ def evaluate_model(
         raise EvaluationError(f"Unknown split {split!r}: choose one of {', '.join(SPLITS)}.")
     if frames_per_video is not None and frames_per_video < 0:
         raise EvaluationError(f"frames_per_video must be >= 0, got {frames_per_video}.")
-    detector = Detector.load(model_dir)  # verifies every file's sha256
+    if detector is None:
+        detector = Detector.load(model_dir)  # verifies every file's sha256
     if _inside(out_dir, model_dir):
         raise EvaluationError(
             f"The output folder {out_dir!r} lies inside the model folder {model_dir!r}: "
@@ -290,3 +295,36 @@ def evaluate_model(
     }
     write_json_atomically(os.path.join(out_dir, METRICS_FILE), report)
     return report
+
+
+def evaluate_levels(
+    model_dir: str, dataset: str, root: str, out_dirs: Mapping[str, str], **options: Any
+) -> dict[str, dict[str, Any]]:
+    """`evaluate_model` of one split at several compression levels, loading the model
+    (and tracing its scoring) once: cross-compression at the cost of one start.
+
+    Args:
+      out_dirs: {level ("raw", "c23", "c40"): its evaluation folder}, distinct folders.
+      options: the other arguments of `evaluate_model` (not `compression`).
+
+    Returns:
+      {level: the metrics.json written for it}.
+
+    Raises:
+      EvaluationError: no level, or two levels sharing a folder; and what
+        `evaluate_model` raises.
+    """
+    if not out_dirs:
+        raise EvaluationError("No compression level to evaluate.")
+    folders = [os.path.normpath(d) for d in out_dirs.values()]
+    if len(set(folders)) != len(folders):
+        raise EvaluationError(
+            f"Each compression level needs its own output folder, got {dict(out_dirs)}."
+        )
+    detector = Detector.load(model_dir)
+    return {
+        level: evaluate_model(
+            model_dir, dataset, root, out_dir, compression=level, detector=detector, **options
+        )
+        for level, out_dir in out_dirs.items()
+    }
