@@ -100,10 +100,10 @@ COMMON=(--config="$CONFIG" --workdir="$WORKDIR")
 # in its layout (make_synthetic_ffpp keeps a complete one as it is).
 if [ -z "$FFPP_ROOT" ]; then
   [ -z "$SPLITS_DIR" ] || log "SPLITS_DIR is ignored without FFPP_ROOT (the generated dataset has its own)."
-  [ "$COMPRESSION" = raw ] || log "COMPRESSION is ignored without FFPP_ROOT (the generated dataset is raw)."
+  [ "$COMPRESSION" = raw ] || log "COMPRESSION=$COMPRESSION: the generated dataset's stand-in for it (every raw frame through JPEG, stored losslessly; see data_prep/datasets/generated.py)."
   log "stage 0/6: the generated FF++-layout dataset"
   "$PYTHON" -m experiments.make_synthetic_ffpp "${COMMON[@]}"
-  DATASET=(--dataset=generated)
+  DATASET=(--dataset=generated --compression="$COMPRESSION")
 else
   DATASET=(--dataset=ffpp --dataset_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR" --compression="$COMPRESSION")
 fi
@@ -160,16 +160,18 @@ log "done in $(($(date +%s) - START)) s: $WORKDIR/results/"
 cat "$WORKDIR/results/table1.md" "$WORKDIR/results/table2.md"
 
 # Cross-dataset evaluation (smoke run): the exported model only scores (nothing trains
-# or selects on these): the generated test split, and a second generated dataset with
-# another seed (other identities and appearance; the generator has no manipulation-
-# strength setting) and fewer people, arranged in the generic folder layout
-# ROOT/real/*.avi, ROOT/fake/<method>/*.avi; then WORKDIR/results/cross.{csv,md,tex}.
+# or selects on these): the generated test split at raw, c23 and c40 (cross-compression:
+# the model was trained on COMPRESSION; c23 and c40 are the generated JPEG stand-ins),
+# and a second generated dataset with another seed (other identities and appearance; the
+# generator has no manipulation-strength setting) and fewer people, arranged in the
+# generic folder layout ROOT/real/*.avi, ROOT/fake/<method>/*.avi; then
+# WORKDIR/results/cross.{csv,md,tex}.
 if [ -z "$FFPP_ROOT" ]; then
   log "cross-dataset: evaluations of $WORKDIR/model, then results/cross.*"
   OTHER="$WORKDIR/evaluation_data"
   if [ ! -d "$OTHER/folder_seed1" ]; then
     "$PYTHON" -m experiments.make_synthetic_ffpp "${COMMON[@]}" --out="$OTHER/ffpp_seed1.tmp" \
-      --seed=1 --identities=6 --frames=8
+      --seed=1 --identities=6 --frames=8 --compressions=raw
     rm -rf "$OTHER/folder_seed1.tmp"
     mkdir -p "$OTHER/folder_seed1.tmp/real"
     cp "$OTHER"/ffpp_seed1.tmp/original_sequences/youtube/raw/videos/* "$OTHER/folder_seed1.tmp/real/"
@@ -183,12 +185,14 @@ if [ -z "$FFPP_ROOT" ]; then
   fi
   # 200 resamples (not 1,000) keep the smoke intervals' bootstrap to seconds.
   EVAL=(--model="$WORKDIR/model" --workers="$WORKERS" --frames_per_video=4 --bootstrap_samples=200)
-  "$PYTHON" -m experiments.evaluate "${EVAL[@]}" --dataset=generated \
-    --root="$WORKDIR/synthetic_ffpp" --split=test --out="$WORKDIR/evaluation/generated_test"
+  # The three levels in one run: the model loads once.
+  GENERATED="$WORKDIR/evaluation/generated_test"
+  "$PYTHON" -m experiments.evaluate "${EVAL[@]}" --dataset=generated --compression=raw,c23,c40 \
+    --root="$WORKDIR/synthetic_ffpp" --split=test --out="${GENERATED}_{compression}"
   "$PYTHON" -m experiments.evaluate "${EVAL[@]}" --dataset=folder \
     --root="$OTHER/folder_seed1" --out="$WORKDIR/evaluation/folder_seed1"
   "$PYTHON" -m experiments.make_cross_table --workdir="$WORKDIR" \
-    --evaluations="$WORKDIR/evaluation/generated_test,$WORKDIR/evaluation/folder_seed1"
+    --evaluations="${GENERATED}_raw,${GENERATED}_c23,${GENERATED}_c40,$WORKDIR/evaluation/folder_seed1"
   cat "$WORKDIR/results/cross.md"
 fi
 
