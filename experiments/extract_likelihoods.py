@@ -3,7 +3,8 @@
 Usage:
   python -m experiments.extract_likelihoods --config=smoke --workdir=WORKDIR \
       [--ubm_dir=WORKDIR/ubm] [--faces_dir=WORKDIR/faces] [--batch_size=64] \
-      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--allow_cpu] \
+      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] \
+      [--matmul_dtype=float32|bfloat16] [--allow_cpu] \
       [--background] [--splits=val,test]
 
 Writes `WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` (one shard per face
@@ -46,6 +47,13 @@ MIXED_PRECISION = flags.DEFINE_string(
     "",
     "Keras precision policy of the forward passes: float32 (default, empty), "
     "mixed_bfloat16 or mixed_float16.",
+)
+MATMUL_DTYPE = flags.DEFINE_enum(
+    "matmul_dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "bfloat16: only the UBM's convolutions in bfloat16 (AMX / AVX512-BF16 CPUs, GPUs), "
+    "everything else float32 (mean difference to float32 maps ~0.04 nats per pixel).",
 )
 BACKGROUND = flags.DEFINE_boolean(
     "background",
@@ -146,6 +154,7 @@ def main(argv: list[str]) -> None:
             mixed_precision=precision,
             output_dir=output_dir,
             splits=splits,
+            matmul_dtype=MATMUL_DTYPE.value,
         )
     except (FileNotFoundError, PermissionError, ValueError) as e:
         raise app.UsageError(str(e)) from e

@@ -110,6 +110,10 @@ def test_maps_of_another_precision_are_not_mixed(tmp_path):
         likelihood_extraction.prepare_output(
             out, {"ubm_fingerprint": "aaaa", "mixed_precision": "mixed_bfloat16"}
         )
+    with pytest.raises(ValueError, match="float32 convolutions.*bfloat16 convolutions"):
+        likelihood_extraction.prepare_output(
+            out, {"ubm_fingerprint": "aaaa", "mixed_precision": "", "matmul_dtype": "bfloat16"}
+        )
 
 
 @pytest.mark.slow

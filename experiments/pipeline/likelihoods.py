@@ -371,12 +371,17 @@ def _precision_name(policy: str | None) -> str:
     return policy or "float32"  # "" and older folders without the key: float32
 
 
+def _precision_of(config: dict[str, Any]) -> tuple[str, str]:
+    """(network policy, convolution dtype) of a config.json (older ones: float32)."""
+    return _precision_name(config.get("mixed_precision")), config.get("matmul_dtype") or "float32"
+
+
 def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
     """Writes `config.json` first, refusing to mix maps of two UBMs or two precisions.
 
     Raises:
       ValueError: the folder already holds maps made with other UBM weights, or with
-        the network in another precision (`mixed_precision`).
+        the network in another precision (`mixed_precision`, `matmul_dtype`).
     """
     path = os.path.join(output_dir, CONFIG_FILE)
     previous = read_json(path)
@@ -387,13 +392,13 @@ def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
             "--workdir, or delete that folder to recompute every map."
         )
     if previous:
-        before = _precision_name(previous.get("mixed_precision"))
-        now = _precision_name(config.get("mixed_precision"))
+        before, now = _precision_of(previous), _precision_of(config)
         if before != now:
             raise ValueError(
-                f"{output_dir!r} holds likelihood maps computed in {before}, but this run "
-                f"computes in {now}: maps of two precisions must not be mixed. Re-run with "
-                f"--mixed_precision={before}, use a new "
+                f"{output_dir!r} holds likelihood maps computed in {before[0]} with "
+                f"{before[1]} convolutions, but this run computes in {now[0]} with {now[1]} "
+                f"convolutions: maps of two precisions must not be mixed. Re-run with "
+                f"--mixed_precision={before[0]} --matmul_dtype={before[1]}, use a new "
                 "--workdir, or delete that folder to recompute every map."
             )
     write_json_atomically(path, config)
@@ -417,6 +422,7 @@ def extract_likelihoods(
     *,
     output_dir: str | None = None,
     splits: Sequence[str] | None = None,
+    matmul_dtype: str = "float32",
 ) -> dict[str, Any]:
     """The `extract_likelihoods` stage: loads the UBM and maps every face crop.
 
@@ -434,6 +440,9 @@ def extract_likelihoods(
       output_dir: where the maps go; None: the workdir's `likelihoods/` (the background
         model's maps go to `Workdir.background_likelihoods`).
       splits: the splits to map (e.g. ("val", "test")); None: every split.
+      matmul_dtype: "float32", or "bfloat16": only the convolutions in bfloat16 (AMX or
+        AVX512-BF16 on a CPU, tensor cores on a GPU), everything else float32
+        (`pixelcnn_pp.layers`).
 
     Returns:
       The manifest written to `likelihoods/manifest.json`: the UBM and faces folders,
@@ -473,7 +482,9 @@ def extract_likelihoods(
         )
     files.check_writable(output_dir)
     strategy = make_strategy()
-    model = likelihood.load_ubm(ubm_dir, mixed_precision=precision, strategy=strategy)
+    model = likelihood.load_ubm(
+        ubm_dir, mixed_precision=precision, strategy=strategy, matmul_dtype=matmul_dtype
+    )
     fingerprint = model_fingerprint([np.asarray(w) for w in model.weights])
     prepare_output(
         output_dir,
@@ -484,6 +495,7 @@ def extract_likelihoods(
             "faces_dir": faces_dir,
             "batch_size": batch_size,
             "mixed_precision": precision,
+            "matmul_dtype": matmul_dtype,
             "replicas": strategy.num_replicas_in_sync,
             "splits": sorted({t.split for t in tasks}),
             "units": "nats per pixel, RGB joint; image_loglik = sum of the map",
@@ -504,6 +516,7 @@ def extract_likelihoods(
         "ubm_dir": ubm_dir,
         "ubm_fingerprint": fingerprint,
         "mixed_precision": precision,
+        "matmul_dtype": matmul_dtype,
         "faces_dir": faces_dir,
         "shards_total": len(tasks),
         "last_run": stats,  # this invocation; `counts` covers every finished shard
