@@ -6,9 +6,10 @@ Usage:
 Reads the metrics.json of each evaluation folder written by `experiments.evaluate`
 (a folder, or a quoted glob; default: every finished WORKDIR/evaluation/*) and writes
 WORKDIR/results/cross.{csv,md,tex}: rows = training data and protocol (each model's
-manifest), columns = test sets (FF++ per method and compression, each other dataset),
-frame and video AUC with 95% intervals, and DeepfakeBench's published Xception figures
-where the cell matches. Library: `experiments.pipeline.cross_tables`.
+manifest), columns = test sets (FF++ and the generated dataset per method and
+compression, each other dataset), frame and video AUC with 95% intervals, and
+DeepfakeBench's published Xception figures where the cell matches. Library:
+`experiments.pipeline.cross_tables`.
 """
 
 from __future__ import annotations
