@@ -5,8 +5,8 @@ Usage:
       [--train_data='WORKDIR/faces/train/original/*.tfrecord'] \
       [--val_data='WORKDIR/faces/val/original/*.tfrecord'] \
       [--strategy=default|mirrored|multiworker] [--mixed_precision=mixed_bfloat16] \
-      [--xla] [--max_steps=N] [--batch_size=N] [--learning_rate=X] [--image_size=N] \
-      [--allow_cpu] [--background [--perturbation_rate=0.2]]
+      [--matmul_dtype=bfloat16] [--xla] [--max_steps=N] [--batch_size=N] \
+      [--learning_rate=X] [--image_size=N] [--allow_cpu] [--background [--perturbation_rate=0.2]]
 
 The data default to the pristine train and val crops of WORKDIR (prepare_faces).
 Writes `WORKDIR/ubm/`: config.json (first), checkpoints/ (model, optimizer, Polyak
@@ -66,6 +66,13 @@ ALLOW_CPU = flags.DEFINE_boolean(
     False,
     "Train a full-size (non-smoke) UBM even when TensorFlow sees no GPU (weeks on a CPU).",
 )
+MATMUL_DTYPE = flags.DEFINE_enum(
+    "matmul_dtype",
+    None,
+    ["float32", "bfloat16"],
+    "bfloat16: only the convolutions in bfloat16 (AMX / AVX512-BF16 CPUs), everything else "
+    "float32 (default: config, float32).",
+)
 XLA = flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (default: config).")
 MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Cap on training steps (default: config).")
 BATCH_SIZE = flags.DEFINE_integer(
@@ -114,6 +121,7 @@ def _ubm_config(config: UBMConfig) -> UBMConfig:
         "image_size": IMAGE_SIZE.value,
         "xla": XLA.value,
         "mixed_precision": "" if precision == "float32" else precision,
+        "matmul_dtype": MATMUL_DTYPE.value,
         "learning_rate": LEARNING_RATE.value,
     }
     if (

@@ -13,6 +13,9 @@ import dataclasses
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multiworker")
 # Keras dtype policies ("" = float32; see `strategies.precision_policy`).
 MIXED_PRECISION_POLICIES: tuple[str, ...] = ("", "float32", "mixed_bfloat16", "mixed_float16")
+# Dtypes of the convolutions (see `layers.matmul_precision`): bfloat16 runs only them in
+# bfloat16 (AMX / AVX512-BF16 CPUs), everything else in the policy's dtype.
+MATMUL_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,7 @@ class UBMConfig:
     eval_batches: int = 50  # validation batches per evaluation (0 = whole set)
     image_size: int = 64
     mixed_precision: str = ""  # "", "mixed_bfloat16" or "mixed_float16"
+    matmul_dtype: str = "float32"  # or "bfloat16": the convolutions only (MATMUL_DTYPES)
     xla: bool = False
     seed: int = 0
     # > 0: a background model (Ren et al., NeurIPS 2019): every training value (each
@@ -67,6 +71,11 @@ def validate_config(config: UBMConfig) -> None:
         raise ValueError(
             f"perturbation_rate must be in [0, 1) (0 = the UBM itself; e.g. 0.2 for a "
             f"background model), got {config.perturbation_rate}."
+        )
+    if config.matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(
+            f"Unknown matmul_dtype {config.matmul_dtype!r}: choose one of "
+            f"{', '.join(MATMUL_DTYPES)}."
         )
     if config.mixed_precision not in MIXED_PRECISION_POLICIES:
         raise ValueError(

@@ -41,6 +41,8 @@ from collections.abc import Iterator, Sequence
 import keras
 import tensorflow as tf
 
+from pixelcnn_pp.config import MATMUL_DTYPES
+
 _DDI_STATE = threading.local()
 
 
@@ -64,7 +66,6 @@ def _ddi_active() -> bool:
     return getattr(_DDI_STATE, "active", False)
 
 
-MATMUL_DTYPES = ("float32", "bfloat16")
 _MATMUL_STATE = threading.local()
 
 

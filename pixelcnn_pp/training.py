@@ -42,7 +42,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from pixelcnn_pp import perturbation, run_folder, strategies, summaries
+from pixelcnn_pp import layers, perturbation, run_folder, strategies, summaries
 from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.distributions import bits_per_dim, discretized_mix_logistic_loss
 from pixelcnn_pp.ema import PolyakAverage
@@ -104,11 +104,15 @@ def build_run(
 
     Seeds Keras's random generators with `config.seed` first, so a fresh run starts
     from the same weights every time. Everything is created in `strategy`'s scope
-    under the config's precision policy; the optimizer is built so that a checkpoint
-    restores its slots at once.
+    under the config's precision policy and convolution dtype; the optimizer is built
+    so that a checkpoint restores its slots at once.
     """
     keras.utils.set_random_seed(config.seed)
-    with strategies.precision_policy(config.mixed_precision), strategy.scope():
+    with (
+        strategies.precision_policy(config.mixed_precision),
+        layers.matmul_precision(config.matmul_dtype),
+        strategy.scope(),
+    ):
         model = run_folder.build_model(config)
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from data_prep import files
-from pixelcnn_pp import benchmark, likelihood, run_folder
+from pixelcnn_pp import benchmark, likelihood, run_folder, training
 from pixelcnn_pp import layers as L
-from pixelcnn_pp.config import UBMConfig
+from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.distributions import discretized_mix_logistic_loss, pixel_log_likelihood
 from pixelcnn_pp.ema import PolyakAverage
 from pixelcnn_pp.model import PixelCNNpp
@@ -142,3 +142,17 @@ def test_bf16_peak_uses_the_matrix_units(monkeypatch):
     assert benchmark.device_peak("float32", "bfloat16")[0] == pytest.approx(2 * 2.0 * 128)
     flags_.discard("avx512_bf16")
     assert benchmark.device_peak("float32", "bfloat16")[0] == pytest.approx(fp32)
+
+
+def test_a_training_run_builds_its_model_in_the_configs_matmul_dtype(tmp_path):
+    config = UBMConfig(nr_resnet=1, nr_filters=8, nr_logistic_mix=2, image_size=16)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        validate_config(dataclasses.replace(config, matmul_dtype="fp8"))
+    strategy = tf.distribute.get_strategy()
+    for dtype in ("float32", "bfloat16"):
+        run = training.build_run(
+            dataclasses.replace(config, matmul_dtype=dtype), strategy, str(tmp_path / dtype), 1
+        )
+        assert run.model.matmul_dtype == dtype
+        assert run.model.up0_u0.conv1.compute_dtype == dtype
+        assert run.model.up0_u0.conv1.variable_dtype == "float32"
