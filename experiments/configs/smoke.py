@@ -45,7 +45,7 @@ def get_config() -> ExperimentConfig:
         ubm=ubm,
         # Smaller and shorter than the UBM, to keep the smoke run short: the smoke
         # likelihood-ratio score tests the stage, not the method.
-        background=dataclasses.replace(ubm, nr_filters=16, max_steps=150, perturbation_rate=0.2),
+        background=dataclasses.replace(ubm, nr_filters=16, max_steps=100, perturbation_rate=0.2),
         detector=DetectorConfig(
             epochs=10, learning_rate=1e-3, batch_size=32, bootstrap_samples=200
         ),
