@@ -115,6 +115,12 @@ def main(argv: list[str]) -> None:
     default_ubm = workdir.background_ubm if BACKGROUND.value else workdir.ubm
     ubm_dir = UBM_DIR.value or default_ubm
     output_dir = workdir.background_likelihoods if BACKGROUND.value else workdir.likelihoods
+    if BACKGROUND.value and not os.path.isdir(ubm_dir):
+        raise app.UsageError(
+            f"No background model in {ubm_dir!r}: train it first (python -m "
+            "experiments.train_ubm --background, same --config and --workdir), or pass "
+            "--ubm_dir."
+        )
     splits = SPLITS.value
     if splits is None and BACKGROUND.value:
         splits = ["val", "test"]

@@ -156,3 +156,15 @@ def test_train_ubm_background_flag_mistakes(tmp_path, flags, message):
     )
     assert result.returncode == 1 and message in result.stderr
     assert "Traceback" not in result.stderr and not os.listdir(tmp_path)
+
+
+def test_background_maps_without_a_background_model_say_what_to_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.extract_likelihoods", "--config=smoke"]
+        + [f"--workdir={tmp_path}", "--background"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "train_ubm --background" in result.stderr
+    assert "Traceback" not in result.stderr and not os.listdir(tmp_path)
