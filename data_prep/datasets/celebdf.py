@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
+from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry, label_of
 from data_prep.datasets.common import (
     check_root,
     finish_listing,
@@ -85,7 +85,7 @@ def _scan_folder(
             VideoEntry(
                 video=os.path.splitext(name)[0],
                 source=source,
-                label=0 if source == ORIGINAL else 1,
+                label=label_of(source),
                 split=None,
                 path=file,
             )

@@ -32,7 +32,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
+from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry, label_of
 from data_prep.datasets.common import (
     check_root,
     finish_listing,
@@ -133,7 +133,7 @@ def _scan_part(
             VideoEntry(
                 video=os.path.splitext(name)[0],
                 source=source,
-                label=0 if source == ORIGINAL else 1,
+                label=label_of(source),
                 split=split,
                 path=file,
             )

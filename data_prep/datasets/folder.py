@@ -33,7 +33,7 @@ import csv
 import os
 from collections.abc import Iterator, Sequence
 
-from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry
+from data_prep.datasets.base import DatasetListing, DatasetProblem, VideoEntry, label_of
 from data_prep.datasets.common import (
     check_root,
     finish_listing,
@@ -78,7 +78,7 @@ def _scan_class(root: str, folder: str, split: str) -> tuple[list[VideoEntry], l
             VideoEntry(
                 video=video_id(below),
                 source=source,
-                label=0 if source == ORIGINAL else 1,
+                label=label_of(source),
                 split=split,
                 path=path,
             )
@@ -209,7 +209,7 @@ def _scan_csv(path: str) -> tuple[list[VideoEntry], list[DatasetProblem], list[s
                     VideoEntry(
                         video=video_id(relative),
                         source=source,
-                        label=0 if source == ORIGINAL else 1,
+                        label=label_of(source),
                         split=split,
                         path=file,
                     )
