@@ -8,7 +8,7 @@ and cropped as in training (`FaceSettings`), its mask cut with the same box
 log-likelihood, its PNG complexity (Serra et al., ICLR 2020), and where there is a mask
 the pixel AUC and AP of the per-pixel scores `neg_loglik` and `likelihood_ratio` (see
 `localisation`), exact (sklearn over the crop's pixels). Written to
-`OUT/images.{csv,md}` and `OUT/fig_images.png`.
+`OUT/images.{csv,md}` and `OUT/fig_images.png` (the first `FIGURE_IMAGES` images).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ MASK_SUFFIX = "_mask"
 CSV = "images.csv"
 MARKDOWN = "images.md"
 FIGURE = "fig_images.png"
+FIGURE_IMAGES = 12  # rows of the figure: the first images; only these are kept in memory
 COLUMNS: tuple[str, ...] = (
     "image",
     "mask",
@@ -247,8 +248,10 @@ def localise_images(
         bg = None
         if background is not None:
             bg = likelihood.likelihood_maps(background, crop[None], batch_size=1)[0][0]
-        scored.append(ScoredImage(name, tuple(int(v) for v in box), crop, mask, loglik, bg))
-        rows.append(image_row(scored[-1]))
+        image = ScoredImage(name, tuple(int(v) for v in box), crop, mask, loglik, bg)
+        rows.append(image_row(image))
+        if len(scored) < FIGURE_IMAGES:
+            scored.append(image)
     if rows:
         write_text_atomically(os.path.join(out_dir, CSV), to_csv(rows, header))
         write_text_atomically(os.path.join(out_dir, MARKDOWN), to_markdown(rows, header))
