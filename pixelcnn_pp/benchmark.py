@@ -182,19 +182,21 @@ def benchmark_ubm(
     """
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}.")
-    validate_config(config)
     layers.check_matmul_dtype(matmul_dtype)
+    # The run builds its model in the config's matmul dtype (an enclosing
+    # `matmul_precision` scope would not reach it).
+    config = dataclasses.replace(config, matmul_dtype=matmul_dtype)
+    validate_config(config)
     size, batch = config.image_size, config.batch_size
     rng = np.random.default_rng(config.seed)
     images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
 
     strategy = tf.distribute.get_strategy()
-    with layers.matmul_precision(matmul_dtype):
-        if scratch_dir is None:
-            with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoints
-                run = training.build_run(config, strategy, scratch, keep=1)
-        else:
-            run = training.build_run(config, strategy, scratch_dir, keep=1)
+    if scratch_dir is None:
+        with tempfile.TemporaryDirectory() as scratch:  # the run's (unused) checkpoints
+            run = training.build_run(config, strategy, scratch, keep=1)
+    else:
+        run = training.build_run(config, strategy, scratch_dir, keep=1)
     run.model.data_dependent_init(images_to_model_input(images))
     run.ema.reset(run.model.trainable_variables)
     train_step = training.make_train_step(run, config, batch)
@@ -231,7 +233,9 @@ def benchmark_ubm(
         "warmup": warmup,
         "xla": config.xla,
         "mixed_precision": config.mixed_precision or "float32",
-        "matmul_dtype": matmul_dtype,
+        "matmul_dtype": run.model.matmul_dtype,
+        # What the gated resnets' convolutions computed in, read off the model.
+        "conv_compute_dtype": run.model.up0_u0.conv1.compute_dtype,
         "device": device_description(),
         "tensorflow": tf.__version__,
         "parameters": int(run.model.count_params()),

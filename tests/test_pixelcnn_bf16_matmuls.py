@@ -156,3 +156,14 @@ def test_a_training_run_builds_its_model_in_the_configs_matmul_dtype(tmp_path):
         assert run.model.matmul_dtype == dtype
         assert run.model.up0_u0.conv1.compute_dtype == dtype
         assert run.model.up0_u0.conv1.variable_dtype == "float32"
+
+
+def test_bench_ubm_measures_the_matmul_dtype_it_is_asked_for(tmp_path):
+    # The training run inside the benchmark builds its model from the config: the
+    # benchmark must put the dtype there (an outer matmul_precision scope is overridden).
+    config = benchmark.config_for_benchmark(1, 8, 2, 2, 8, xla=False, mixed_precision="")
+    result = benchmark.benchmark_ubm(
+        config, steps=1, warmup=1, scratch_dir=str(tmp_path), matmul_dtype="bfloat16"
+    )
+    assert result["matmul_dtype"] == "bfloat16" and result["conv_compute_dtype"] == "bfloat16"
+    assert result["likelihood_images_per_sec"] > 0 and result["train_images_per_sec"] > 0
