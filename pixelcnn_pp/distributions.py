@@ -48,6 +48,75 @@ def _check(x: tf.Tensor, params: tf.Tensor) -> int:
     return channels // 10
 
 
+def _channel_log_probs(x, mean, log_scale_raw):
+    """Log-probability of one colour channel's 8-bit value under each component.
+
+    Args:
+      x: ``[..., 1]`` values in [-1, 1].
+      mean: ``[..., M]`` component means (already colour-coupled).
+      log_scale_raw: ``[..., M]`` log-scales before the clamp at -7.
+
+    Returns:
+      ``[..., M]``: the reference's three branches (value 0, value 255, interior bin
+      with its bin-centre density fallback), from 3 exps, 1 tanh and 1 log instead of
+      the reference's 2 sigmoids, 3 softpluses and a log.
+    """
+    log_s = tf.maximum(log_scale_raw, _LOG_SCALE_MIN)
+    inv_s = tf.exp(-log_s)
+    centred = x - mean
+    mid = inv_s * centred
+    # The logistic is symmetric: with m = |mid|, t = e^-m <= 1 and the half bin width
+    # d = inv_s / 255 (<= e^7 / 255), e^(+-d) and t e^(+-d) cannot overflow.
+    m = tf.abs(mid)
+    t = tf.exp(-m)
+    d = inv_s * _HALF_BIN
+    e = tf.exp(d)
+    inv_e = 1.0 / e
+    near = 1.0 + t * e
+    far = 1.0 + t * inv_e
+    # sigmoid(mid + d) - sigmoid(mid - d) = 2 sinh(d) t / ((1 + t e^d)(1 + t e^-d));
+    # 2 sinh(d) = tanh(d) (e^d + e^-d) keeps thin bins (small d) free of cancellation.
+    cdf_delta = tf.tanh(d) * (e + inv_e) * t / (near * far)
+    use_cdf = cdf_delta > 1e-5
+    lowest = x < -0.999
+    interior = tf.logical_not(tf.logical_or(lowest, x > 0.999))
+    # Value 0 is log sigmoid(mid + d), value 255 log sigmoid(d - mid): for the side away
+    # from the mean that is -log(1 + t e^-d), for the other d - m - log(1 + t e^d).
+    away = tf.where(lowest, centred, -centred) >= 0.0
+    # One log serves all branches: log(cdf_delta), log(1 + t) in the bin-centre density
+    # (mid - 2 softplus(mid) = -m - 2 log(1 + t)) and the tails' log terms.
+    log_arg = tf.math.log(
+        tf.where(interior, tf.where(use_cdf, cdf_delta, 1.0 + t), tf.where(away, far, near))
+    )
+    log_pdf_mid = -(m + log_s + _LOG_HALF_RANGE) - 2.0 * log_arg
+    log_tail = tf.where(away, 0.0, d - m) - log_arg
+    return tf.where(interior, tf.where(use_cdf, log_arg, log_pdf_mid), log_tail)
+
+
+# XLA fuses the element-wise chains of each channel into a few loops (about 2x faster
+# than separate TF kernels on CPU, forward and backward); the [..., M] per-channel
+# layout avoids the [..., 3, M] reductions and transposes XLA is slow at on CPU.
+@tf.function(jit_compile=True, autograph=False)
+def _pixel_log_likelihood(x, params):
+    nr_mix = params.shape[-1] // 10
+    # [..., 10, M]: block 0 the logits, then per colour mean, log-scale, coefficient.
+    blocks = tf.reshape(params, tf.concat([tf.shape(params)[:-1], [10, nr_mix]], axis=0))
+    logits, mean_r, ls_r, c_rg, mean_g, ls_g, c_rb, mean_b, ls_b, c_gb = tf.unstack(
+        blocks, num=10, axis=-2
+    )
+    r, g, b = tf.unstack(x[..., None], num=3, axis=-2)  # [..., 1], broadcast over M
+    # Colour coupling on the true (conditioning) R and G.
+    mean_g = mean_g + tf.tanh(c_rg) * r
+    mean_b = mean_b + tf.tanh(c_rb) * r + tf.tanh(c_gb) * g
+    log_probs = (
+        _channel_log_probs(r, mean_r, ls_r)
+        + _channel_log_probs(g, mean_g, ls_g)
+        + _channel_log_probs(b, mean_b, ls_b)
+    )
+    # log_softmax(logits) folded in: the normaliser is subtracted once per pixel.
+    return tf.reduce_logsumexp(log_probs + logits, axis=-1) - tf.reduce_logsumexp(logits, axis=-1)
+
+
 def pixel_log_likelihood(x, params) -> tf.Tensor:
     """Per-pixel joint RGB log-likelihood ``log p(x_i | x_<i)`` in nats.
 
@@ -62,34 +131,8 @@ def pixel_log_likelihood(x, params) -> tf.Tensor:
     """
     x = tf.cast(tf.convert_to_tensor(x), tf.float32)
     params = tf.cast(tf.convert_to_tensor(params), tf.float32)
-    nr_mix = _check(x, params)
-    logits, means, log_scales, coeffs = _split_params(params, nr_mix)
-
-    xc = x[..., :, None]  # [..., 3, 1]
-    r, g, _ = tf.unstack(xc, num=3, axis=-2)  # [..., 1], broadcast over M
-    # Colour coupling on the true (conditioning) R and G.
-    mean_r, mean_g, mean_b = tf.unstack(means, num=3, axis=-2)
-    c_rg, c_rb, c_gb = tf.unstack(coeffs, num=3, axis=-2)
-    mean_g = mean_g + c_rg * r
-    mean_b = mean_b + c_rb * r + c_gb * g  # has the full broadcast shape of x and params
-    means = tf.stack([tf.broadcast_to(mean_r, tf.shape(mean_b)), mean_g, mean_b], axis=-2)
-
-    centred = xc - means
-    inv_s = tf.exp(-log_scales)
-    plus_in = inv_s * (centred + _HALF_BIN)
-    min_in = inv_s * (centred - _HALF_BIN)
-    cdf_delta = tf.sigmoid(plus_in) - tf.sigmoid(min_in)
-    log_cdf_plus = plus_in - tf.nn.softplus(plus_in)  # value 0: log cdf(+half bin)
-    log_one_minus_cdf_min = -tf.nn.softplus(min_in)  # value 255: log(1 - cdf(-half bin))
-    mid_in = inv_s * centred
-    # Density at the bin centre times the bin width, for bins too thin for the cdfs.
-    log_pdf_mid = mid_in - log_scales - 2.0 * tf.nn.softplus(mid_in) - _LOG_HALF_RANGE
-    log_inner = tf.where(cdf_delta > 1e-5, tf.math.log(tf.maximum(cdf_delta, 1e-12)), log_pdf_mid)
-    log_probs = tf.where(
-        xc < -0.999, log_cdf_plus, tf.where(xc > 0.999, log_one_minus_cdf_min, log_inner)
-    )
-    log_probs = tf.reduce_sum(log_probs, axis=-2) + tf.nn.log_softmax(logits, axis=-1)
-    return tf.reduce_logsumexp(log_probs, axis=-1)
+    _check(x, params)
+    return _pixel_log_likelihood(x, params)
 
 
 def discretized_mix_logistic_loss(x, params) -> tf.Tensor:
