@@ -18,8 +18,11 @@ Keras 3:
 
 Variables are kept in float32; the computation runs in the layer's Keras compute dtype
 (so a ``mixed_bfloat16`` / ``mixed_float16`` policy works), with the weight-normalised
-kernel formed in float32 and then cast. The gated resnet's gate is one XLA-compiled
-function (see ``_gate``), also when the model itself is not compiled.
+kernel formed in float32 and then cast. The element-wise work between convolutions
+(``concat_elu``, the gate, sums, the input shifts) runs in a few XLA-compiled functions,
+also when the model itself is not compiled; each stream's ``concat_elu`` is computed
+once, by the function that produced the stream, and shared by every block that reads
+it (see :class:`GatedResnet` and :class:`WNDense` on parts).
 
 A third precision, ``matmul_dtype="bfloat16"`` (see :func:`matmul_precision`), keeps
 every tensor between blocks, the input and output layers and all element-wise work in
@@ -201,7 +204,11 @@ class _WeightNormLayer(keras.layers.Layer):
 class WNDense(_WeightNormLayer):
     """Weight-normalised 1x1 layer ("nin"): dense over the last (channel) axis.
 
-    ``[..., C_in] -> [..., filters]``.
+    ``[..., C_in] -> [..., filters]``. Called on a list of ``concat_elu`` outputs
+    ``[concat_elu(p_1), ..., concat_elu(p_k)]``, it equals the layer on
+    ``concat_elu(concat([p_1, ..., p_k]))`` (whose channels are ``p_1..p_k`` then
+    ``-p_1..-p_k``): each part meets its own rows of the one kernel, so the streams'
+    ``concat_elu`` is computed once and the concat never formed.
     """
 
     def _v_shape(self, in_channels: int) -> tuple[int, ...]:
@@ -213,14 +220,41 @@ class WNDense(_WeightNormLayer):
     def _g_shape(self) -> tuple[int, ...]:
         return (1, self.filters)
 
-    def _linear(self, x: tf.Tensor) -> tf.Tensor:
+    def build(self, input_shape) -> None:
+        if input_shape and isinstance(input_shape[0], (list, tuple)):  # parts
+            input_shape = (*input_shape[0][:-1], sum(shape[-1] for shape in input_shape))
+        super().build(input_shape)
+
+    def _matmul(self, x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         # A 2-D matmul is the fastest channel contraction on CPU and under XLA.
         shape = tf.shape(x)
-        flat = tf.reshape(x, [-1, x.shape[-1]])
-        y = tf.matmul(flat, self.kernel()) + self.bias()
+        y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
         return tf.reshape(y, tf.concat([shape[:-1], [self.filters]], axis=0))
 
+    def products(self, parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The bias-free products of each ``concat_elu(p_i)`` [..., 2C_i] with its rows."""
+        kernel = self.kernel()
+        if len(parts) == 1:
+            return [self._matmul(parts[0], kernel)]
+        half = kernel.shape[0] // 2
+        out, offset = [], 0
+        for part in parts:
+            n = part.shape[-1] // 2
+            rows = tf.concat(
+                [kernel[offset : offset + n], kernel[half + offset : half + offset + n]], 0
+            )
+            out.append(self._matmul(part, rows))
+            offset += n
+        return out
+
+    def _linear(self, x) -> tf.Tensor:
+        if isinstance(x, (list, tuple)):
+            return tf.add_n(self.products(x)) + self.bias()
+        return self._matmul(x, self.kernel()) + self.bias()
+
     def compute_output_shape(self, input_shape):
+        if input_shape and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
         return tuple(input_shape[:-1]) + (self.filters,)
 
 
@@ -317,24 +351,116 @@ def right_shift(x: tf.Tensor) -> tf.Tensor:
 
 
 def concat_elu(x: tf.Tensor) -> tf.Tensor:
-    """``elu(concat([x, -x], channels))``: ``[..., C] -> [..., 2C]``."""
+    """``elu(concat([x, -x], channels))``: ``[..., C] -> [..., 2C]`` (the definition)."""
     return tf.nn.elu(tf.concat([x, -x], axis=-1))
 
 
-def _concat_elu_bf16_impl(x: tf.Tensor) -> tf.Tensor:
-    return tf.cast(concat_elu(tf.cast(x, tf.float32)), tf.bfloat16)
+@tf.custom_gradient
+def _concat_elu_one_exp(x: tf.Tensor):
+    # Of elu(x) and elu(-x) one is linear and the other exp(-|x|) - 1, so one exp per
+    # element serves both halves (tf.nn.elu takes expm1 of each). Against expm1 the
+    # absolute error stays below 1e-7. The gradient comes from the output alone (elu'
+    # is 1 where the output is positive, output + 1 elsewhere, as TensorFlow's EluGrad),
+    # which the convolution after it keeps for its own gradient anyway.
+    e = tf.exp(-tf.abs(x)) - 1.0
+    y = tf.concat([tf.where(x > 0, x, e), tf.where(x < 0, -x, e)], axis=-1)
+
+    def grad(dy: tf.Tensor) -> tf.Tensor:
+        d_pos, d_neg = tf.split(dy, 2, axis=-1)
+        y_pos, y_neg = tf.split(y, 2, axis=-1)
+        slope_pos = tf.where(y_pos > 0, 1.0, y_pos + 1.0)
+        slope_neg = tf.where(y_neg > 0, 1.0, y_neg + 1.0)
+        return d_pos * slope_pos - d_neg * slope_neg
+
+    return y, grad
 
 
-def _sum_concat_elu_bf16_impl(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    return _concat_elu_bf16_impl(tf.cast(x, tf.float32) + tf.cast(y, tf.float32))
+@tf.custom_gradient
+def _float32_to_bfloat16(x: tf.Tensor):
+    # Round to nearest even on the bits: XLA's CPU convert to bfloat16 takes about 1.5x
+    # as long as this integer form (which rounds infinities and NaNs the same way, but
+    # for NaNs with every mantissa bit set).
+    bits = tf.bitcast(x, tf.uint32)
+    odd = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 16), 1)
+    rounded = tf.bitwise.right_shift(bits + (0x7FFF + odd), 16)
+    y = tf.bitcast(tf.cast(rounded, tf.uint16), tf.bfloat16)
+    return y, lambda dy: tf.cast(dy, tf.float32)
 
 
-# ``concat_elu`` of x (any float dtype), computed in float32 and written as bfloat16,
-# the input of a bfloat16 convolution: [..., C] -> bfloat16 [..., 2C]. One XLA pass
-# (read, negate, concat, elu, round) instead of four graph ops and a cast.
-concat_elu_bf16 = tf.function(_concat_elu_bf16_impl, jit_compile=True, autograph=False)
-# ``concat_elu(x + y)`` likewise, for the gated resnet's sum of conv and auxiliary nin.
-sum_concat_elu_bf16 = tf.function(_sum_concat_elu_bf16_impl, jit_compile=True, autograph=False)
+@tf.custom_gradient
+def _bfloat16_to_float32(x: tf.Tensor):
+    # Exact: a bfloat16 is the upper half of a float32 (a shift where XLA's convert
+    # also handles rounding modes it does not need here).
+    bits = tf.bitwise.left_shift(tf.cast(tf.bitcast(x, tf.uint16), tf.uint32), 16)
+    return tf.bitcast(bits, tf.float32), lambda dy: tf.cast(dy, tf.bfloat16)
+
+
+def _to_float32(x: tf.Tensor) -> tf.Tensor:
+    return _bfloat16_to_float32(x) if x.dtype == tf.bfloat16 else tf.cast(x, tf.float32)
+
+
+def _from_float32(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    return _float32_to_bfloat16(x) if dtype == tf.bfloat16 else tf.cast(x, dtype)
+
+
+def _concat_elu_to(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """``concat_elu(x)`` computed in float32 and written in ``dtype``."""
+    return _from_float32(_concat_elu_one_exp(_to_float32(x)), dtype)
+
+
+def _sum_concat_elu_impl(dtype: tf.DType, *terms: tf.Tensor) -> tf.Tensor:
+    total = _to_float32(terms[0])
+    for term in terms[1:]:  # broadcasting (a bias among them)
+        total = total + _to_float32(term)
+    return _concat_elu_to(total, dtype)
+
+
+def _gate_impl(x: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
+    # c may be bfloat16 (a bfloat16 conv's output): the gate is computed in x's dtype.
+    c = _to_float32(c) if x.dtype == tf.float32 else tf.cast(c, x.dtype)
+    p, q = tf.split(c, 2, axis=-1)
+    return x + p * tf.sigmoid(q)
+
+
+def _gate_concat_elu_impl(x: tf.Tensor, c: tf.Tensor, dtype: tf.DType):
+    out = _gate_impl(x, c)
+    return out, _concat_elu_to(out, dtype)
+
+
+def _stream_concat_elu_impl(y: tf.Tensor, stream_dtype: tf.DType, dtype: tf.DType):
+    y32 = _to_float32(y)
+    return tf.cast(y32, stream_dtype), _concat_elu_to(y32, dtype)
+
+
+def _input_streams_impl(u_up: tf.Tensor, ul_up: tf.Tensor, ul_left: tf.Tensor, dtype: tf.DType):
+    u = down_shift(u_up)
+    ul = down_shift(ul_up) + right_shift(ul_left)
+    return u, ul, _concat_elu_to(u, dtype), _concat_elu_to(ul, dtype)
+
+
+# The element-wise work between the convolutions, each piece one XLA-compiled function
+# (also when the model itself is not compiled; inlined where the caller is): one pass
+# over memory instead of one per graph op, a large share of a CPU step at full
+# resolution. The convolutions stay with the default (oneDNN) kernels. Each writes
+# concat_elu in ``dtype``, the dtype of the convolution that reads it (bfloat16 for
+# bfloat16 matmuls), and computes in float32.
+def _xla(fn):
+    return tf.function(fn, jit_compile=True, autograph=False)
+
+
+# ``concat_elu(x)``: [..., C] -> [..., 2C] in dtype.
+concat_elu_fused = _xla(_concat_elu_to)
+# ``concat_elu(sum(terms))`` (terms broadcast: conv output, 1x1 products, bias).
+sum_concat_elu = _xla(_sum_concat_elu_impl)
+# The gate ``x + p * sigmoid(q)`` of ``(p, q) = split(c)``: ``x`` [B,H,W,F], ``c``
+# [B,H,W,2F] -> [B,H,W,F] in x's dtype.
+_gate = _xla(_gate_impl)
+# The gate and its concat_elu (the next blocks' input) from one pass.
+gate_concat_elu = _xla(_gate_concat_elu_impl)
+# A resolution change's output in the streams' dtype and its concat_elu.
+stream_concat_elu = _xla(_stream_concat_elu_impl)
+# The two streams from the input convolutions (shifted, ul summed) and their concat_elu.
+input_streams = _xla(_input_streams_impl)
 
 
 class DownShiftedConv2D(WNConv2D):
@@ -448,27 +574,24 @@ class Dropout(keras.layers.Layer):
         return config
 
 
-def _gate_impl(x: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
-    # c may be bfloat16 (a bfloat16 conv's output): the gate is computed in x's dtype.
-    p, q = tf.split(tf.cast(c, x.dtype), 2, axis=-1)
-    return x + p * tf.sigmoid(q)
-
-
-# The gate ``x + p * sigmoid(q)`` of ``(p, q) = split(c)``: ``x`` [B,H,W,F], ``c``
-# [B,H,W,2F] -> [B,H,W,F]. Compiled with XLA on its own (also when the model is not):
-# the split, sigmoid, product and sum become one pass over memory instead of five, a
-# visible share of a CPU step at full resolution; the convolutions around it stay with
-# the default (oneDNN) kernels. Inlined when the caller is itself XLA-compiled.
-_gate = tf.function(_gate_impl, jit_compile=True, autograph=False)
-
-
 class GatedResnet(keras.layers.Layer):
     """Gated residual block of PixelCNN++.
 
     ``c = conv(concat_elu(x), F)``; with an auxiliary input ``a``:
     ``c += nin(concat_elu(a), F)``; ``c = dropout(concat_elu(c))`` (training only);
     ``c = conv(c, 2F, init_scale=0.1)``; ``(p, q) = split(c)``; returns
-    ``x + p * sigmoid(q)``. ``x``: ``[B,H,W,F]``; ``a``: ``[B,H,W,C_a]`` or None.
+    ``x + p * sigmoid(q)``.
+
+    The block takes ``concat_elu`` of its inputs already computed, since the model
+    needs each stream's ``concat_elu`` in several places and computes it once (inside
+    the gate that produced the stream, see ``gate_concat_elu``), and can return its own
+    output's along with it.
+
+    Call: ``block(x, x_ce, aux_ces=(), training=None, return_ce=False)`` with ``x``
+    ``[B,H,W,F]`` in the streams' dtype, ``x_ce = concat_elu(x)`` ``[B,H,W,2F]`` in
+    ``conv_dtype`` and, with ``use_aux``, ``aux_ces``: ``concat_elu`` of each part of
+    the auxiliary input ``a = concat(parts)`` (see :class:`WNDense`). Returns
+    ``[B,H,W,F]``, or ``(out, concat_elu(out))`` with ``return_ce``.
 
     Args:
       filters: F, the channel count of x (and of the output).
@@ -490,6 +613,9 @@ class GatedResnet(keras.layers.Layer):
         matmul_dtype: str = "float32",
         **kwargs,
     ) -> None:
+        # Inputs arrive in the dtypes the convolutions read (bfloat16 concat_elu for
+        # bfloat16 matmuls): Keras must not cast them to the block's float32.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
@@ -498,8 +624,8 @@ class GatedResnet(keras.layers.Layer):
         self.use_aux = bool(use_aux)
         self.dropout_rate = float(dropout_rate)
         self.matmul_dtype = matmul_dtype
-        self._bf16 = matmul_policy(self.dtype_policy, matmul_dtype) is not self.dtype_policy
         pol = matmul_policy(self.dtype_policy, matmul_dtype)
+        self.conv_dtype = tf.as_dtype(pol.compute_dtype)
         self.conv1 = conv(self.filters, name="conv1", dtype=pol)
         self.aux = WNDense(self.filters, name="aux_nin", dtype=pol) if self.use_aux else None
         self.dropout = (
@@ -507,27 +633,35 @@ class GatedResnet(keras.layers.Layer):
         )
         self.conv2 = conv(2 * self.filters, init_scale=0.1, name="conv2", dtype=pol)
 
-    def call(self, x: tf.Tensor, a: tf.Tensor | None = None, training: bool | None = None):
-        if self.use_aux != (a is not None):
+    def call(
+        self,
+        x: tf.Tensor,
+        x_ce: tf.Tensor,
+        aux_ces: Sequence[tf.Tensor] = (),
+        training: bool | None = None,
+        return_ce: bool = False,
+    ):
+        if self.use_aux != bool(aux_ces):
             raise ValueError(
                 f"{self.name} was built with use_aux={self.use_aux} but called with "
-                f"a={'None' if a is None else 'a tensor'}."
+                f"{len(aux_ces)} auxiliary inputs."
             )
-        if self._bf16:
-            # bfloat16 only between the XLA element-wise functions and the matmuls.
-            c = self.conv1(concat_elu_bf16(x))
-            if a is not None:
-                c = sum_concat_elu_bf16(c, self.aux(concat_elu_bf16(a)))
-            else:
-                c = concat_elu_bf16(c)
+        c = self.conv1(x_ce)
+        if aux_ces:
+            if _ddi_active() or not self.aux.built:
+                # Through the layer call: it builds, and re-initialises g and b.
+                terms = [self.aux(list(aux_ces))]
+            else:  # the bias joins the sum in the compiled pass
+                terms = [*self.aux.products(aux_ces), self.aux.bias()]
+            c = sum_concat_elu(self.conv_dtype, c, *terms)
         else:
-            c = self.conv1(concat_elu(x))
-            if a is not None:
-                c = c + self.aux(concat_elu(a))
-            c = concat_elu(c)
+            c = concat_elu_fused(c, self.conv_dtype)
         if self.dropout is not None:
             c = self.dropout(c, training=training)
-        return _gate(x, self.conv2(c))
+        c = self.conv2(c)
+        if return_ce:
+            return gate_concat_elu(x, c, self.conv_dtype)
+        return _gate(x, c)
 
-    def compute_output_shape(self, input_shape, a_shape=None):
+    def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape

@@ -79,6 +79,8 @@ class PixelCNNpp(keras.Model):
         # The stride-2 convs read and write float32 streams; in bfloat16 their inputs
         # are cast on the way in and the next gated resnet casts their outputs back.
         mm_policy = L.matmul_policy(self.dtype_policy, mm)
+        # The dtype of every concat_elu: the one the gated resnets' convolutions read.
+        self._ce_dtype = tf.as_dtype(mm_policy.compute_dtype)
 
         r, f = self.nr_resnet, self.nr_filters
         rate = self.dropout_rate
@@ -148,9 +150,11 @@ class PixelCNNpp(keras.Model):
                     "the images to a multiple of 4."
                 )
 
-    def _stream(self, y: tf.Tensor) -> tf.Tensor:
-        # A bfloat16 stride-2 conv's output back to the streams' dtype (else a no-op).
-        return tf.cast(y, self.compute_dtype)
+    def _with_concat_elu(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """A resolution change's output in the streams' dtype, and its concat_elu."""
+        if y.dtype == self.compute_dtype:
+            return y, L.concat_elu_fused(y, self._ce_dtype)
+        return L.stream_concat_elu(y, tf.as_dtype(self.compute_dtype), self._ce_dtype)
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         x = tf.convert_to_tensor(x)
@@ -159,33 +163,48 @@ class PixelCNNpp(keras.Model):
         # A channel of ones tells the image from the zero padding of shifted convs.
         x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
 
-        u = L.down_shift(self.u_in(x))
-        ul = L.down_shift(self.ul_in_up(x)) + L.right_shift(self.ul_in_left(x))
-        u_stack, ul_stack = [u], [ul]
+        # Every stream value travels with its concat_elu (what the gated resnets read),
+        # computed once in the pass that produced the value. The stacks hold only the
+        # concat_elu: the down pass reads them as auxiliary inputs.
+        u, ul, u_ce, ul_ce = L.input_streams(
+            self.u_in(x), self.ul_in_up(x), self.ul_in_left(x), self._ce_dtype
+        )
+        u_stack, ul_stack = [u_ce], [ul_ce]
 
         for level in range(3):
             for i in range(self.nr_resnet):
-                u = getattr(self, f"up{level}_u{i}")(u, training=training)
-                ul = getattr(self, f"up{level}_ul{i}")(ul, u, training=training)
-                u_stack.append(u)
-                ul_stack.append(ul)
+                u, u_ce = getattr(self, f"up{level}_u{i}")(
+                    u, u_ce, training=training, return_ce=True
+                )
+                ul, ul_ce = getattr(self, f"up{level}_ul{i}")(
+                    ul, ul_ce, (u_ce,), training=training, return_ce=True
+                )
+                u_stack.append(u_ce)
+                ul_stack.append(ul_ce)
             if level < 2:
-                u = self._stream(getattr(self, f"up{level}_u_down")(u))
-                ul = self._stream(getattr(self, f"up{level}_ul_down")(ul))
-                u_stack.append(u)
-                ul_stack.append(ul)
+                u, u_ce = self._with_concat_elu(getattr(self, f"up{level}_u_down")(u))
+                ul, ul_ce = self._with_concat_elu(getattr(self, f"up{level}_ul_down")(ul))
+                u_stack.append(u_ce)
+                ul_stack.append(ul_ce)
 
-        u = u_stack.pop()
-        ul = ul_stack.pop()
+        # The top of each stack is the streams' current value.
+        u_stack.pop()
+        ul_stack.pop()
         for level, pairs in enumerate((self.nr_resnet, self.nr_resnet + 1, self.nr_resnet + 1)):
             if level > 0:
-                u = self._stream(getattr(self, f"dn{level}_u_up")(u))
-                ul = self._stream(getattr(self, f"dn{level}_ul_up")(ul))
+                u, u_ce = self._with_concat_elu(getattr(self, f"dn{level}_u_up")(u))
+                ul, ul_ce = self._with_concat_elu(getattr(self, f"dn{level}_ul_up")(ul))
             for i in range(pairs):
-                u = getattr(self, f"dn{level}_u{i}")(u, u_stack.pop(), training=training)
-                ul = getattr(self, f"dn{level}_ul{i}")(
-                    ul, tf.concat([u, ul_stack.pop()], axis=-1), training=training
+                u, u_ce = getattr(self, f"dn{level}_u{i}")(
+                    u, u_ce, (u_stack.pop(),), training=training, return_ce=True
                 )
+                # The auxiliary input is concat([u, ul popped]), given as its parts.
+                block = getattr(self, f"dn{level}_ul{i}")
+                aux = (u_ce, ul_stack.pop())
+                if i < pairs - 1:
+                    ul, ul_ce = block(ul, ul_ce, aux, training=training, return_ce=True)
+                else:  # the next reader is a resolution change or the output layer
+                    ul = block(ul, ul_ce, aux, training=training)
         if u_stack or ul_stack:  # pragma: no cover - structural invariant
             raise AssertionError("PixelCNN++ stacks must be empty after the down pass.")
 
