@@ -18,10 +18,12 @@ COMPRESSION ?= raw
 CONFIG ?= smoke
 WORKDIR ?= workdir/$(CONFIG)
 # Devices and sizes (empty = the config's): STRATEGY default|mirrored|multiworker,
-# PRECISION float32|mixed_bfloat16|mixed_float16, XLA 0|1, UBM_BATCH_SIZE (global),
+# PRECISION float32|mixed_bfloat16|mixed_float16, MATMUL_DTYPE float32|bfloat16 (the
+# convolutions only), XLA 0|1, UBM_BATCH_SIZE (global),
 # EXTRACT_BATCH_SIZE, ALLOW_CPU=1 (full-size UBM without a GPU), DETECTION fast|exact.
 STRATEGY ?=
 PRECISION ?=
+MATMUL_DTYPE ?=
 XLA ?=
 UBM_BATCH_SIZE ?=
 EXTRACT_BATCH_SIZE ?=
@@ -95,7 +97,7 @@ localise-examples: install
 reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \
 		CONFIG="$(CONFIG)" WORKDIR="$(WORKDIR)" PYTHON="$(PY)" STRATEGY="$(STRATEGY)" \
-		PRECISION="$(PRECISION)" XLA="$(XLA)" UBM_BATCH_SIZE="$(UBM_BATCH_SIZE)" \
+		PRECISION="$(PRECISION)" MATMUL_DTYPE="$(MATMUL_DTYPE)" XLA="$(XLA)" UBM_BATCH_SIZE="$(UBM_BATCH_SIZE)" \
 		EXTRACT_BATCH_SIZE="$(EXTRACT_BATCH_SIZE)" ALLOW_CPU="$(ALLOW_CPU)" DETECTION="$(DETECTION)" \
 		bash experiments/reproduce.sh
 

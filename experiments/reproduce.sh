@@ -13,6 +13,7 @@
 # and, empty meaning the config's value:
 #   STRATEGY     default, mirrored (every local GPU) or multiworker (TF_CONFIG): train_ubm
 #   PRECISION    float32, mixed_bfloat16 or mixed_float16: train_ubm and extract_likelihoods
+#   MATMUL_DTYPE float32 or bfloat16 (only the convolutions, the rest float32): the same
 #   XLA          1 or 0: compile the UBM train step with XLA
 #   UBM_BATCH_SIZE      global UBM batch, split over the replicas (the learning rate
 #                       scales linearly with it, see train_ubm)
@@ -33,6 +34,7 @@ SPLITS_DIR="${SPLITS_DIR:-}"
 WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 2)}"
 STRATEGY="${STRATEGY:-}"
 PRECISION="${PRECISION:-}"
+MATMUL_DTYPE="${MATMUL_DTYPE:-}"
 XLA="${XLA:-}"
 UBM_BATCH_SIZE="${UBM_BATCH_SIZE:-}"
 EXTRACT_BATCH_SIZE="${EXTRACT_BATCH_SIZE:-}"
@@ -57,6 +59,9 @@ esac
 case "$PRECISION" in "" | float32 | mixed_bfloat16 | mixed_float16) ;;
   *) die "PRECISION must be float32, mixed_bfloat16 or mixed_float16 (or empty for the config's), got '$PRECISION'." ;;
 esac
+case "$MATMUL_DTYPE" in "" | float32 | bfloat16) ;;
+  *) die "MATMUL_DTYPE must be float32 or bfloat16 (or empty for the config's), got '$MATMUL_DTYPE'." ;;
+esac
 case "$XLA" in "" | 0 | 1) ;; *) die "XLA must be 1 or 0 (or empty for the config's), got '$XLA'." ;; esac
 case "$DETECTION" in "" | fast | exact) ;;
   *) die "DETECTION must be fast or exact (or empty for the config's), got '$DETECTION'." ;;
@@ -76,6 +81,7 @@ EXTRACT_FLAGS=()
 [ -z "$DETECTION" ] || FACE_FLAGS+=(--detection="$DETECTION")
 [ -z "$STRATEGY" ] || UBM_FLAGS+=(--strategy="$STRATEGY")
 [ -z "$PRECISION" ] || { UBM_FLAGS+=(--mixed_precision="$PRECISION"); EXTRACT_FLAGS+=(--mixed_precision="$PRECISION"); }
+[ -z "$MATMUL_DTYPE" ] || { UBM_FLAGS+=(--matmul_dtype="$MATMUL_DTYPE"); EXTRACT_FLAGS+=(--matmul_dtype="$MATMUL_DTYPE"); }
 [ "$XLA" != 1 ] || UBM_FLAGS+=(--xla)
 [ "$XLA" != 0 ] || UBM_FLAGS+=(--noxla)
 [ -z "$UBM_BATCH_SIZE" ] || UBM_FLAGS+=(--batch_size="$UBM_BATCH_SIZE")

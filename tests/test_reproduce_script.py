@@ -31,6 +31,7 @@ def _reproduce(tmp_path, **env: str) -> subprocess.CompletedProcess:
         ({"COMPRESSION": "c99"}, "COMPRESSION must be raw, c23 or c40"),
         ({"STRATEGY": "ring"}, "STRATEGY must be default, mirrored or multiworker"),
         ({"PRECISION": "fp8"}, "PRECISION must be float32, mixed_bfloat16 or mixed_float16"),
+        ({"MATMUL_DTYPE": "fp8"}, "MATMUL_DTYPE must be float32 or bfloat16"),
         ({"XLA": "yes"}, "XLA must be 1 or 0"),
         ({"UBM_BATCH_SIZE": "0"}, "UBM_BATCH_SIZE must be a positive whole number"),
         ({"EXTRACT_BATCH_SIZE": "64x"}, "EXTRACT_BATCH_SIZE must be a positive whole number"),
@@ -56,6 +57,7 @@ def test_make_passes_the_device_variables_to_the_stages():
             "reproduce",
             "STRATEGY=mirrored",
             "PRECISION=mixed_bfloat16",
+            "MATMUL_DTYPE=bfloat16",
             "XLA=1",
             "UBM_BATCH_SIZE=64",
             "EXTRACT_BATCH_SIZE=512",
@@ -71,6 +73,7 @@ def test_make_passes_the_device_variables_to_the_stages():
     for setting in (
         'STRATEGY="mirrored"',
         'PRECISION="mixed_bfloat16"',
+        'MATMUL_DTYPE="bfloat16"',
         'XLA="1"',
         'UBM_BATCH_SIZE="64"',
         'EXTRACT_BATCH_SIZE="512"',
@@ -91,6 +94,7 @@ def test_stages_get_the_device_flags(tmp_path):
         PYTHON=str(fake),
         STRATEGY="mirrored",
         PRECISION="mixed_bfloat16",
+        MATMUL_DTYPE="bfloat16",
         XLA="0",
         UBM_BATCH_SIZE="64",
         EXTRACT_BATCH_SIZE="512",
@@ -100,7 +104,8 @@ def test_stages_get_the_device_flags(tmp_path):
     calls: dict[str, list[list[str]]] = {}
     for line in log.read_text().splitlines():
         calls.setdefault(line.split()[1], []).append(line.split()[2:])
-    ubm_flags = ["--strategy=mirrored", "--mixed_precision=mixed_bfloat16", "--noxla"]
+    ubm_flags = ["--strategy=mirrored", "--mixed_precision=mixed_bfloat16"]
+    ubm_flags += ["--matmul_dtype=bfloat16", "--noxla"]
     ubm_flags += ["--batch_size=64", "--allow_cpu"]
     # The UBM, then the background model with the same device flags.
     assert [c[2:] for c in calls["experiments.train_ubm"]] == [
@@ -108,7 +113,8 @@ def test_stages_get_the_device_flags(tmp_path):
         ["--background"] + ubm_flags,
     ]
     assert calls["experiments.prepare_faces"][0][-1] == "--detection=exact"
-    extract_flags = ["--mixed_precision=mixed_bfloat16", "--batch_size=512", "--allow_cpu"]
+    extract_flags = ["--mixed_precision=mixed_bfloat16", "--matmul_dtype=bfloat16"]
+    extract_flags += ["--batch_size=512", "--allow_cpu"]
     assert [c[2:] for c in calls["experiments.extract_likelihoods"]] == [
         extract_flags,
         ["--background"] + extract_flags,
