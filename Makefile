@@ -63,16 +63,17 @@ test: lint
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
-# Side-by-side speed against the original PixelCNN++ code (where ../shared has it).
-REFERENCE_SPEED ?= ../shared/tools/pixelcnn-reference-speed
+# Side-by-side speed against the original PixelCNN++ code (where ../shared has its
+# timing script): float32 and bfloat16 convolutions, 3 alternating runs, median ratios.
+REFERENCE_TIMING ?= ../shared/tools/ref_speed_json.py
 
 bench: install
 	$(PY) -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
 		--batch_size=8 --image_size=64 --steps=5
-	@if [ -x "$(REFERENCE_SPEED)" ]; then \
-		PYTHON=$(PY) "$(REFERENCE_SPEED)" 3; \
+	@if [ -f "$(REFERENCE_TIMING)" ]; then \
+		$(PY) -m experiments.bench_vs_original --original="$(REFERENCE_TIMING)" --runs=3; \
 	else \
-		echo "bench: no $(REFERENCE_SPEED): skipping the side-by-side comparison with the original PixelCNN++ code."; \
+		echo "bench: no $(REFERENCE_TIMING): skipping the side-by-side comparison with the original PixelCNN++ code."; \
 	fi
 	@if [ -d "$(TALKING_HEADS)" ]; then \
 		$(PY) -m experiments.bench_faces --videos_dir=$(TALKING_HEADS) \

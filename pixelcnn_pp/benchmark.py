@@ -277,3 +277,44 @@ def config_for_benchmark(
         xla=xla,
         mixed_precision=mixed_precision,
     )
+
+
+# The two throughputs both programs report (images per second).
+COMPARED_MEASURES = ("train_images_per_sec", "likelihood_images_per_sec")
+
+
+def compare_with_original(original: dict, ports: dict[str, dict]) -> dict:
+    """One side-by-side run: the throughputs and the ratios port / original.
+
+    Args:
+      original: the original code's result (at least COMPARED_MEASURES).
+      ports: matmul dtype -> the port's `benchmark_ubm` result of the same run.
+
+    Returns:
+      {"original": {measure: images/s}, "port": {dtype: {...}}, "ratio": {dtype: {...}}}.
+    """
+    for name, result in (("original", original), *ports.items()):
+        missing = [m for m in COMPARED_MEASURES if not result.get(m)]
+        if missing:
+            raise ValueError(f"The {name} result lacks {', '.join(missing)}: {result}")
+    return {
+        "original": {m: round(original[m], 2) for m in COMPARED_MEASURES},
+        "port": {d: {m: round(p[m], 2) for m in COMPARED_MEASURES} for d, p in ports.items()},
+        "ratio": {
+            d: {m: round(p[m] / original[m], 3) for m in COMPARED_MEASURES}
+            for d, p in ports.items()
+        },
+    }
+
+
+def median_ratios(runs: list[dict]) -> dict:
+    """{dtype: {measure: median ratio}} over runs of `compare_with_original`."""
+    if not runs:
+        raise ValueError("No runs to summarise.")
+    return {
+        dtype: {
+            m: round(float(np.median([run["ratio"][dtype][m] for run in runs])), 3)
+            for m in COMPARED_MEASURES
+        }
+        for dtype in runs[0]["ratio"]
+    }
