@@ -52,7 +52,7 @@ def _last_json_line(command: list[str], what: str) -> dict:
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
-    from pixelcnn_pp import benchmark, config  # TensorFlow loads only once the flags are usable
+    from pixelcnn_pp import config  # no TensorFlow: bad flags fail at once
 
     known = ", ".join(config.MATMUL_DTYPES)
     for dtype in MATMUL_DTYPES.value:
@@ -73,6 +73,8 @@ def main(argv: list[str]) -> None:
     runs = []
     for index in range(RUNS.value):
         original = _last_json_line(original_command, f"The original code ({ORIGINAL.value})")
+        from pixelcnn_pp import benchmark  # TensorFlow, once the original has run
+
         ports = {
             dtype: _last_json_line(
                 [

@@ -19,7 +19,7 @@ Keras 3:
 Variables are kept in float32; the computation runs in the layer's Keras compute dtype
 (so a ``mixed_bfloat16`` / ``mixed_float16`` policy works), with the weight-normalised
 kernel formed in float32 and then cast. The element-wise work between convolutions
-(``concat_elu``, the gate, sums, the input shifts) runs in a few XLA-compiled functions,
+(``concat_elu``, the gate, sums) runs in a few XLA-compiled functions,
 also when the model itself is not compiled; each stream's ``concat_elu`` is computed
 once, by the function that produced the stream, and shared by every block that reads
 it (see :class:`GatedResnet` and :class:`WNDense` on parts).
@@ -432,12 +432,6 @@ def _stream_concat_elu_impl(y: tf.Tensor, stream_dtype: tf.DType, dtype: tf.DTyp
     return tf.cast(y32, stream_dtype), _concat_elu_to(y32, dtype)
 
 
-def _input_streams_impl(u_up: tf.Tensor, ul_up: tf.Tensor, ul_left: tf.Tensor, dtype: tf.DType):
-    u = down_shift(u_up)
-    ul = down_shift(ul_up) + right_shift(ul_left)
-    return u, ul, _concat_elu_to(u, dtype), _concat_elu_to(ul, dtype)
-
-
 # The element-wise work between the convolutions, each piece one XLA-compiled function
 # (also when the model itself is not compiled; inlined where the caller is): one pass
 # over memory instead of one per graph op, a large share of a CPU step at full
@@ -459,8 +453,6 @@ _gate = _xla(_gate_impl)
 gate_concat_elu = _xla(_gate_concat_elu_impl)
 # A resolution change's output in the streams' dtype and its concat_elu.
 stream_concat_elu = _xla(_stream_concat_elu_impl)
-# The two streams from the input convolutions (shifted, ul summed) and their concat_elu.
-input_streams = _xla(_input_streams_impl)
 
 
 class DownShiftedConv2D(WNConv2D):

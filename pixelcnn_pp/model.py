@@ -166,9 +166,14 @@ class PixelCNNpp(keras.Model):
         # Every stream value travels with its concat_elu (what the gated resnets read),
         # computed once in the pass that produced the value. The stacks hold only the
         # concat_elu: the down pass reads them as auxiliary inputs.
-        u, ul, u_ce, ul_ce = L.input_streams(
-            self.u_in(x), self.ul_in_up(x), self.ul_in_left(x), self._ce_dtype
-        )
+        # The shifts stay graph ops, one per convolution output: a compiled function
+        # taking several convolution outputs gives their gradients one graph node,
+        # which TensorFlow's CPU rewrite fusing a convolution's filter and bias
+        # gradients pairs up wrongly (each input convolution's bias got another's).
+        u = L.down_shift(self.u_in(x))
+        ul = L.down_shift(self.ul_in_up(x)) + L.right_shift(self.ul_in_left(x))
+        u_ce = L.concat_elu_fused(u, self._ce_dtype)
+        ul_ce = L.concat_elu_fused(ul, self._ce_dtype)
         u_stack, ul_stack = [u_ce], [ul_ce]
 
         for level in range(3):

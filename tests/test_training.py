@@ -411,11 +411,12 @@ def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_p
                 np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * scale)
             else:
                 # Two half-batch gradients summed round differently from one full-batch
-                # gradient; Adam's first step (about +-lr per weight) amplifies that for
-                # near-zero gradients only, so a few weights may differ by a fraction of
-                # a step while the rest agree closely.
+                # gradient; Adam's first step (+-lr per weight, by the gradient's sign)
+                # amplifies that for near-zero gradients only: a weight whose tiny
+                # gradient changes sign moves by 2 lr (plus the update's own round-off),
+                # while the rest agree closely.
                 diff = np.abs(got - want)
-                assert diff.max() <= 2 * config.learning_rate, name
+                assert diff.max() <= 2 * config.learning_rate * (1 + 1e-4), name
                 assert diff.mean() <= 1e-3 * config.learning_rate, (name, diff.mean())
 
 
