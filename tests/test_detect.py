@@ -14,6 +14,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import cv2
 import numpy as np
@@ -233,17 +234,54 @@ def test_html_limits_heatmaps(tmp_path: pathlib.Path) -> None:
 
 
 # --- The binary end to end, with a real (tiny, untrained) exported model folder. ---
+#
+# Every detect run of this module is started at once by the `detect_runs` fixture (the
+# runs are independent, and each mostly keeps one core busy): one real `python -m
+# experiments.detect` run whose inputs partly fail (exit 3), and one process that runs
+# the binary's own `app.run(main)` several times, as absl re-parses the flags on each
+# call, for the good-inputs run (exit 0) and the usage errors (exit 1): one TensorFlow
+# import and start-up instead of one per case.
+
+_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+# Runs experiments.detect's main through absl's app.run once per argv in the JSON list
+# argv[1], each from freshly reset flags; prints one RESULTS line: per run the exit
+# status (as the process would have exited) and what was written to stderr (a traceback
+# included, as the interpreter would have printed it).
+_DETECT_RUNS = textwrap.dedent(
+    """
+    import contextlib, io, json, sys, traceback
+    from absl import app, flags
+    from experiments import detect
+
+    results = []
+    for argv in json.loads(sys.argv[1]):
+        flags.FLAGS.unparse_flags()
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            try:
+                app.run(detect.main, argv=["detect", *argv])
+                status = 0
+            except SystemExit as exit_:
+                code = exit_.code
+                status = 0 if code is None else code if isinstance(code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+                status = 1
+        results.append({"returncode": status, "stderr": stderr.getvalue()})
+    print("RESULTS " + json.dumps(results), flush=True)
+    """
+)
 
 
-def _run_detect(*flags: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.detect", *flags],
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
         cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
+        env=_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
 
 
@@ -301,18 +339,66 @@ def face_inputs(tmp_path_factory) -> pathlib.Path:
     return folder
 
 
-@pytest.mark.slow
-def test_detect_binary_report_and_bad_inputs(
-    model_dir: str, face_inputs: pathlib.Path, tmp_path: pathlib.Path
-) -> None:
-    out = tmp_path / "out"
-    result = _run_detect(
+@pytest.fixture(scope="module")
+def detect_runs(model_dir: str, face_inputs: pathlib.Path, tmp_path_factory) -> dict:
+    """Output folders and results of every detect run of the module, run concurrently."""
+    tmp = tmp_path_factory.mktemp("detect")
+    video = f"--input={face_inputs / 'person0.avi'}"
+    # A model folder tampered with (decision.json changed), one incomplete (it is gone).
+    changed, incomplete = tmp / "changed_model", tmp / "incomplete_model"
+    for broken in (changed, incomplete):
+        shutil.copytree(model_dir, broken)
+    (changed / "decision.json").write_text('{"threshold": 0.0}')
+    (incomplete / "decision.json").unlink()
+    (tmp / "file").write_text("x")
+    outs = {name: tmp / name for name in ("report", "good", "changed", "incomplete", "none")}
+    cases = {
+        # Only good inputs: exit status 0.
+        "good": [f"--model={model_dir}", f"--input={face_inputs / 'person*.avi'}",
+                 f"--out={outs['good']}"],
+        # A model folder changed, then incomplete: exit 1, nothing written.
+        "changed": [f"--model={changed}", video, f"--out={outs['changed']}"],
+        "incomplete": [f"--model={incomplete}", video, f"--out={outs['incomplete']}"],
+        # An --input that matches nothing.
+        "no_match": [f"--model={model_dir}", f"--input={tmp / 'nothing*.mp4'}",
+                     f"--out={outs['none']}"],
+        # An output folder that cannot be written (below a file).
+        "unwritable": [f"--model={model_dir}", video, f"--out={tmp / 'file' / 'out'}"],
+    }  # fmt: skip
+    report = _start(
+        "-m",
+        "experiments.detect",
         f"--model={model_dir}",
         f"--input={face_inputs}",
         f"--input={face_inputs / 'README.txt'}",
-        f"--out={out}",
+        f"--out={outs['report']}",
         "--frames_per_video=3",
     )
+    reruns = _start("-c", _DETECT_RUNS, json.dumps(list(cases.values())))
+    try:
+        stdout, stderr = report.communicate(timeout=400)
+        results = {
+            "report": subprocess.CompletedProcess(report.args, report.returncode, stdout, stderr)
+        }
+        stdout, stderr = reruns.communicate(timeout=400)
+    finally:
+        for process in (report, reruns):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert reruns.returncode == 0, stderr[-3000:]
+    line = [ln for ln in stdout.splitlines() if ln.startswith("RESULTS ")][-1]
+    for name, result in zip(cases, json.loads(line[len("RESULTS ") :]), strict=True):
+        results[name] = subprocess.CompletedProcess(
+            cases[name], result["returncode"], "", result["stderr"]
+        )
+    return {"outs": outs, "results": results}
+
+
+@pytest.mark.slow
+def test_detect_binary_report_and_bad_inputs(model_dir: str, detect_runs: dict) -> None:
+    out = detect_runs["outs"]["report"]
+    result = detect_runs["results"]["report"]
     assert result.returncode == 3, result.stderr[-3000:]  # some inputs failed
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["path"] == model_dir
@@ -347,34 +433,27 @@ def test_detect_binary_report_and_bad_inputs(
     assert "not a video or image" in result.stderr  # one line per input, errors too
 
     # Only good inputs: exit status 0.
-    result = _run_detect(
-        f"--model={model_dir}", f"--input={face_inputs / 'person*.avi'}", f"--out={out}2"
-    )
+    result = detect_runs["results"]["good"]
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out.parent / "out2" / "report.json").read_text())["counts"]["scored"] == 2
+    good = detect_runs["outs"]["good"]
+    assert json.loads((good / "report.json").read_text())["counts"]["scored"] == 2
 
 
 @pytest.mark.slow
-def test_detect_binary_usage_errors(
-    model_dir: str, face_inputs: pathlib.Path, tmp_path: pathlib.Path
-) -> None:
-    video = f"--input={face_inputs / 'person0.avi'}"
+def test_detect_binary_usage_errors(detect_runs: dict) -> None:
+    results, outs = detect_runs["results"], detect_runs["outs"]
     # A model folder incomplete, then tampered with: exit 1, nothing written.
-    broken = tmp_path / "model"
-    shutil.copytree(model_dir, broken)
-    (broken / "decision.json").write_text('{"threshold": 0.0}')
-    for check in ("has been changed", "is incomplete"):
-        out = tmp_path / f"out_{check.split()[-1]}"
-        result = _run_detect(f"--model={broken}", video, f"--out={out}")
+    for name, check in (("changed", "has been changed"), ("incomplete", "is incomplete")):
+        result = results[name]
         assert result.returncode == 1 and check in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
-        assert not out.exists()
-        (broken / "decision.json").unlink(missing_ok=True)
+        assert not outs[name].exists()
     # An --input that matches nothing.
-    result = _run_detect(f"--model={model_dir}", f"--input={tmp_path / 'nothing*.mp4'}")
+    result = results["no_match"]
     assert result.returncode == 1 and "matches no file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not outs["none"].exists()
     # An output folder that cannot be written (below a file).
-    (tmp_path / "file").write_text("x")
-    result = _run_detect(f"--model={model_dir}", video, f"--out={tmp_path / 'file' / 'out'}")
+    result = results["unwritable"]
     assert result.returncode == 1 and "Cannot write to --out" in result.stderr
     assert "Traceback" not in result.stderr
