@@ -1,9 +1,15 @@
-"""Shared test fixtures: quiet TensorFlow, the shared real-data folder, seeded RNGs."""
+"""Shared test fixtures: quiet TensorFlow, the shared real-data folder, seeded RNGs, one
+tiny work directory built once per session for the modules that each use a copy of it,
+and the hook that starts a module's long subprocess chains once the tests are collected."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import shutil
+import signal
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,3 +31,64 @@ def shared_data() -> pathlib.Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory) -> str:
+    """The root of one tiny work directory (`test_model_folder.build_workdir`: a tiny
+    UBM, generated likelihood maps, a LeNet of protocol all trained one epoch), built
+    once: each module that needs one works on its own copy (`copy_workdir`)."""
+    from test_model_folder import build_workdir
+
+    return build_workdir(str(tmp_path_factory.mktemp("tiny_workdir") / "work")).root
+
+
+def copy_workdir(template: str, root: str):
+    """A copy of the work directory `template` at `root` (created; may exist empty)."""
+    from experiments.pipeline.workdir import Workdir
+
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    return Workdir(root)
+
+
+# --- Work started in the background as soon as the tests are collected -----------------
+#
+# A test module may define `start_in_background(tmp_path_factory)`, which starts
+# subprocesses and returns a handle (whose last element is the process). Where any of
+# the module's tests is selected, it is called once collection is done; the module's
+# fixture takes the handle with `started_in_background(__name__)`. So a long chain of
+# subprocesses (the pipeline smoke run) runs on the second core beside the tests that
+# come before its own.
+
+_STARTED: dict[str, tuple] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    modules = {}
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is not None and hasattr(module, "start_in_background"):
+            modules[module.__name__] = module
+    for name, module in sorted(modules.items()):
+        _STARTED[name] = module.start_in_background(session.config._tmp_path_factory)
+
+
+def started_in_background(module_name: str) -> tuple | None:
+    """The handle of what conftest started for that module, or None (then it starts it)."""
+    return _STARTED.pop(module_name, None)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Kills a process started with `start_new_session=True` and its children, if running."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for handle in _STARTED.values():  # started, but their module's fixture never ran
+        stop_process_group(handle[-1])
+    _STARTED.clear()

@@ -2,7 +2,9 @@
 
 make_synthetic_ffpp -> prepare_faces -> train_ubm -> extract_likelihoods ->
 run_detection (known, loo) -> make_tables -> make_figures, in a temporary work
-directory, with CPU-sized settings given as flags; every artifact is checked.
+directory, with CPU-sized settings given as flags; every artifact is checked. The
+stages start as soon as the tests are collected (`start_in_background`, conftest.py):
+they run beside the tests before these.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import os
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, started_in_background, stop_process_group
 
 from data_prep.methods import ORIGINAL
 from data_prep.methods import PAPER_METHODS as METHODS
@@ -27,18 +30,83 @@ from experiments.pipeline import paper_results
 pytestmark = pytest.mark.slow
 
 
-def _run(module: str, *flags: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
+# Runs the stages of the JSON list argv[1] in order, each a list of commands started at
+# once (the two detection protocols are independent stages, as a user may run them);
+# every command must exit 0 within argv[2] seconds. Exits 1 naming the first failure,
+# with the end of its stderr.
+_CHAIN = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *flags],
+    timeout = float(sys.argv[2])
+    for stage in json.loads(sys.argv[1]):
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", *command], env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )
+            for command in stage
+        ]
+        failed = []
+        for command, process in zip(stage, processes):
+            try:
+                _, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, stderr = process.communicate()
+                stderr += f"\\n(killed after {timeout} s)"
+            if process.returncode != 0:
+                failed.append(f"{command[0]} failed:\\n{stderr[-3000:]}")
+        if failed:
+            sys.exit("\\n".join(failed))
+    """
+)
+STAGE_TIMEOUT_S = 240
+
+
+def _stages(work: str) -> list[list[list[str]]]:
+    """The pipeline's commands (`-m` module and flags), stage after stage."""
+    common = ["--config=smoke", f"--workdir={work}"]
+
+    def command(module: str, *flags: str) -> list[str]:
+        return [f"experiments.{module}", *common, *flags]
+
+    detection = ["--epochs=1", "--bootstrap_samples=20"]
+    return [
+        [command("make_synthetic_ffpp", "--identities=6", "--frames=4", "--seed=0")],
+        [
+            command(
+                "prepare_faces",
+                "--dataset=generated",
+                f"--methods={','.join(METHODS)}",
+                "--frames_per_video=0",
+                "--workers=1",
+                "--detection=fast",
+            )
+        ],
+        [command("train_ubm", "--max_steps=2", "--batch_size=4")],
+        [command("extract_likelihoods", "--batch_size=32")],
+        [command("run_detection", f"--protocol={p}", *detection) for p in ("known", "loo")],
+        [command("make_tables")],
+        [command("make_figures")],
+    ]
+
+
+def start_in_background(tmp_path_factory) -> tuple[str, subprocess.Popen]:
+    """Starts the whole pipeline in a work directory; called by conftest.py as soon as
+    tests of this module are collected, so that its subprocesses run beside the other
+    tests. Returns the work directory and the process running the stages."""
+    work = str(tmp_path_factory.mktemp("pipeline") / "work")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CHAIN, json.dumps(_stages(work)), str(STAGE_TIMEOUT_S)],
         cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
+        start_new_session=True,  # its stages too are stopped by `stop_process_group`
     )
-    assert result.returncode == 0, f"{module} failed:\n{result.stderr[-3000:]}"
-    return result
+    return work, process
 
 
 def _json(path: str):
@@ -51,30 +119,13 @@ def _count(path: str) -> int:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> str:
-    work = str(tmp_path_factory.mktemp("pipeline") / "work")
-    common = ("--config=smoke", f"--workdir={work}")
-    _run("make_synthetic_ffpp", *common, "--identities=6", "--frames=4", "--seed=0")
-    _run(
-        "prepare_faces",
-        *common,
-        "--dataset=generated",
-        f"--methods={','.join(METHODS)}",
-        "--frames_per_video=0",
-        "--workers=1",
-        "--detection=fast",
-    )
-    _run("train_ubm", *common, "--max_steps=2", "--batch_size=4")
-    _run("extract_likelihoods", *common, "--batch_size=32")
-    for protocol in ("known", "loo"):
-        _run(
-            "run_detection",
-            *common,
-            f"--protocol={protocol}",
-            "--epochs=1",
-            "--bootstrap_samples=20",
-        )
-    _run("make_tables", *common)
-    _run("make_figures", *common)
+    started = started_in_background(__name__) or start_in_background(tmp_path_factory)
+    work, process = started
+    try:
+        _, stderr = process.communicate(timeout=STAGE_TIMEOUT_S * 8)
+    finally:
+        stop_process_group(process)
+    assert process.returncode == 0, stderr[-6000:]
     return work
 
 
