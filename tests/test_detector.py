@@ -14,7 +14,7 @@ import cv2
 import keras
 import numpy as np
 import pytest
-from test_model_folder import build_workdir
+from conftest import copy_workdir
 
 from classifier import training
 from classifier.config import ALL
@@ -39,10 +39,10 @@ def crops() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, crops):
+def loaded(tiny_workdir, tmp_path_factory, crops):
     """(Detector loaded after the workdir is gone, reference maps, reference scores)."""
     root = str(tmp_path_factory.mktemp("work"))
-    workdir = build_workdir(root)
+    workdir = copy_workdir(tiny_workdir, root)
     ubm = likelihood.load_ubm(workdir.ubm)
     maps, _ = likelihood.likelihood_maps(ubm, crops)
     lenet = keras.models.load_model(os.path.join(workdir.protocol(ALL), ALL, detection.MODEL_FILE))
@@ -50,7 +50,14 @@ def loaded(tmp_path_factory, crops):
     out = str(tmp_path_factory.mktemp("exports") / "model")
     model_folder.export_model(workdir, out)
     shutil.rmtree(root)  # loading needs neither the workdir nor the checkpoints
-    return Detector.load(out), maps, scores
+    # ...nor the session's work directory this one was copied from: out of the way too.
+    hidden = tiny_workdir + ".away"
+    os.rename(tiny_workdir, hidden)
+    try:
+        detector = Detector.load(out)
+    finally:
+        os.rename(hidden, tiny_workdir)
+    return detector, maps, scores
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, copy_workdir
 
 from classifier import metrics as metrics_lib
 from data_prep.files import write_json_atomically
@@ -53,14 +53,12 @@ def folder_layout(ffpp_root: str, out: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tiny_workdir, tmp_path_factory):
     """(workdir, model_dir, generated root, digests of both before any evaluation)."""
-    from test_model_folder import build_workdir
-
     from data_prep.synthetic import generate_synthetic_ffpp
     from experiments.pipeline import model_folder
 
-    workdir = build_workdir(str(tmp_path_factory.mktemp("work")))
+    workdir = copy_workdir(tiny_workdir, str(tmp_path_factory.mktemp("work")))
     model_dir = os.path.join(workdir.root, "model")
     model_folder.export_model(workdir, model_dir)
     data = str(tmp_path_factory.mktemp("data") / "gen")

@@ -13,6 +13,7 @@ import json
 import os
 
 import pytest
+from conftest import copy_workdir
 from likelihood_helpers import write_likelihood_tree
 from ubm_helpers import write_tiny_ubm
 
@@ -46,8 +47,8 @@ def build_workdir(root: str) -> Workdir:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Workdir:
-    return build_workdir(str(tmp_path_factory.mktemp("work")))
+def workdir(tiny_workdir, tmp_path_factory) -> Workdir:
+    return copy_workdir(tiny_workdir, str(tmp_path_factory.mktemp("work")))
 
 
 @pytest.fixture(scope="module")
