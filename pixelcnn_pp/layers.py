@@ -408,11 +408,11 @@ def _concat_elu_to(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return _from_float32(_concat_elu_one_exp(_to_float32(x)), dtype)
 
 
-def _sum_concat_elu_impl(dtype: tf.DType, *terms: tf.Tensor) -> tf.Tensor:
+def _sum_float32(terms: Sequence[tf.Tensor]) -> tf.Tensor:
     total = _to_float32(terms[0])
     for term in terms[1:]:  # broadcasting (a bias among them)
         total = total + _to_float32(term)
-    return _concat_elu_to(total, dtype)
+    return total
 
 
 def _gate_impl(x: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
@@ -425,6 +425,17 @@ def _gate_impl(x: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
 def _gate_concat_elu_impl(x: tf.Tensor, c: tf.Tensor, dtype: tf.DType):
     out = _gate_impl(x, c)
     return out, _concat_elu_to(out, dtype)
+
+
+def _block_concat_elu_impl(
+    dtype: tf.DType, dropout: tuple | None, words: tf.Tensor | None, *terms: tf.Tensor
+) -> tf.Tensor:
+    y = _concat_elu_one_exp(_sum_float32(terms))
+    if dropout is not None:
+        bits, keep_threshold, keep_scale = dropout
+        keep = unpack_keep_mask(words, tf.shape(y), bits, keep_threshold)
+        y = tf.where(keep, y * keep_scale, 0.0)
+    return _from_float32(y, dtype)
 
 
 def _stream_concat_elu_impl(y: tf.Tensor, stream_dtype: tf.DType, dtype: tf.DType):
@@ -444,13 +455,15 @@ def _xla(fn):
 
 # ``concat_elu(x)``: [..., C] -> [..., 2C] in dtype.
 concat_elu_fused = _xla(_concat_elu_to)
-# ``concat_elu(sum(terms))`` (terms broadcast: conv output, 1x1 products, bias).
-sum_concat_elu = _xla(_sum_concat_elu_impl)
 # The gate ``x + p * sigmoid(q)`` of ``(p, q) = split(c)``: ``x`` [B,H,W,F], ``c``
 # [B,H,W,2F] -> [B,H,W,F] in x's dtype.
 _gate = _xla(_gate_impl)
 # The gate and its concat_elu (the next blocks' input) from one pass.
 gate_concat_elu = _xla(_gate_concat_elu_impl)
+# A gated resnet's middle: ``concat_elu(sum(terms))`` [B,H,W,2F], then dropout where
+# ``dropout`` = (bits, keep threshold, keep scale) of the layer with its random
+# ``words`` (None: no dropout), written in dtype.
+block_concat_elu = _xla(_block_concat_elu_impl)
 # A resolution change's output in the streams' dtype and its concat_elu.
 stream_concat_elu = _xla(_stream_concat_elu_impl)
 
@@ -525,15 +538,33 @@ class DownRightShiftedConv2DTranspose(WNConv2DTranspose):
         return tf.slice(y, [0, 0, 0, 0], [-1, shape[1] - (kh - 1), shape[2] - (kw - 1), -1])
 
 
+def unpack_keep_mask(
+    words: tf.Tensor, shape: tf.Tensor, bits: int, keep_threshold: int
+) -> tf.Tensor:
+    """The dropout keep mask (bool, ``shape``) from packed random ``words`` (uint32):
+    element i takes bits ``[i * bits, (i + 1) * bits)`` of the word stream as its level
+    and is kept where ``level >= keep_threshold``. Plain TensorFlow ops, so a compiled
+    function can fuse it with the work that applies the mask."""
+    if bits == 1:
+        lanes = tf.constant(list(range(32)), tf.uint32)
+        levels = tf.bitwise.bitwise_and(tf.bitwise.right_shift(words[:, None], lanes), 1)
+    else:
+        levels = tf.bitcast(words, tf.uint8 if bits == 8 else tf.uint16)
+    size = tf.reduce_prod(shape)
+    levels = tf.slice(tf.reshape(levels, [-1]), [0], [size])
+    return tf.reshape(levels, shape) >= tf.cast(keep_threshold, levels.dtype)
+
+
 class Dropout(keras.layers.Layer):
     """Element-wise dropout (inverted: kept values are scaled by 1 / (1 - rate)).
 
     Same semantics as ``keras.layers.Dropout`` but with a cheaper mask: each 32-bit
-    random word from the stateless RNG yields four 8-bit (or two 16-bit) uniform
-    levels, which cuts the random-number cost, a visible share of a CPU training
-    step, by 2-4x. The keep decision ``level >= rate * levels`` is exact for rates that
-    are multiples of 1/256 (0.5 included); other rates are rounded to 1/65536.
-    Active only when ``training`` is true. ``[..]`` -> same shape.
+    random word from the stateless RNG serves several elements, 32 of them at rate
+    0.5 (one bit each), four at other multiples of 1/256 (8-bit levels), else two
+    (16-bit levels, the rate rounded to 1/65536), which cuts the random-number cost,
+    a visible share of a CPU training step, by 4-32x. An element is kept where its
+    level reaches ``rate * 2**bits``. Active only when ``training`` is true.
+    ``[..]`` -> same shape.
     """
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs) -> None:
@@ -543,22 +574,46 @@ class Dropout(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self._per_word = 4 if float(self.rate * 256).is_integer() else 2
-        levels = 256 if self._per_word == 4 else 65536
-        self._threshold = round(self.rate * levels)
-        self._level_dtype = tf.uint8 if self._per_word == 4 else tf.uint16
+        if self.rate == 0.5:
+            self._bits = 1
+        else:
+            self._bits = 8 if float(self.rate * 256).is_integer() else 16
+        self._threshold = round(self.rate * 2**self._bits)
+
+    @property
+    def bits_per_element(self) -> int:
+        """Random bits per element: 1, 8 or 16."""
+        return self._bits
+
+    @property
+    def keep_threshold(self) -> int:
+        """An element is kept where its random level is at least this."""
+        return self._threshold
+
+    @property
+    def keep_scale(self) -> float:
+        """The factor of the kept elements, ``1 / (1 - rate)``."""
+        return 1.0 / (1.0 - self.rate)
+
+    def random_words(self, shape: tf.Tensor) -> tf.Tensor:
+        """Fresh random uint32 words for a mask of ``shape`` (see
+        :func:`unpack_keep_mask`), the next draw of the layer's seed generator."""
+        # Stateless RNG ops (also under XLA) want int32 seeds; the generator's are int64.
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), 2**31 - 2), tf.int32)
+        per_word = 32 // self._bits
+        words = (tf.reduce_prod(shape) + per_word - 1) // per_word
+        return tf.random.stateless_uniform([words], seed, minval=None, maxval=None, dtype=tf.uint32)
+
+    def keep_mask(self, words: tf.Tensor, shape: tf.Tensor) -> tf.Tensor:
+        """The bool mask of ``shape`` that ``words`` (from ``random_words``) encode."""
+        return unpack_keep_mask(words, shape, self._bits, self._threshold)
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         if not training or self.rate == 0.0:
             return x
-        # Stateless RNG ops (also under XLA) want int32 seeds; the generator's are int64.
-        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), 2**31 - 2), tf.int32)
-        size = tf.size(x)
-        words = (size + self._per_word - 1) // self._per_word
-        bits = tf.random.stateless_uniform([words], seed, minval=None, maxval=None, dtype=tf.uint32)
-        levels = tf.slice(tf.reshape(tf.bitcast(bits, self._level_dtype), [-1]), [0], [size])
-        keep = tf.reshape(levels, tf.shape(x)) >= self._threshold
-        return x * (tf.cast(keep, x.dtype) * (1.0 / (1.0 - self.rate)))
+        shape = tf.shape(x)
+        keep = self.keep_mask(self.random_words(shape), shape)
+        return x * (tf.cast(keep, x.dtype) * self.keep_scale)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -638,19 +693,22 @@ class GatedResnet(keras.layers.Layer):
                 f"{self.name} was built with use_aux={self.use_aux} but called with "
                 f"{len(aux_ces)} auxiliary inputs."
             )
-        c = self.conv1(x_ce)
+        terms = [self.conv1(x_ce)]
         if aux_ces:
             if _ddi_active() or not self.aux.built:
                 # Through the layer call: it builds, and re-initialises g and b.
-                terms = [self.aux(list(aux_ces))]
+                terms.append(self.aux(list(aux_ces)))
             else:  # the bias joins the sum in the compiled pass
-                terms = [*self.aux.products(aux_ces), self.aux.bias()]
-            c = sum_concat_elu(self.conv_dtype, c, *terms)
-        else:
-            c = concat_elu_fused(c, self.conv_dtype)
-        if self.dropout is not None:
-            c = self.dropout(c, training=training)
-        c = self.conv2(c)
+                terms += [*self.aux.products(aux_ces), self.aux.bias()]
+        # concat_elu and dropout in one compiled pass. (conv2's zero padding stays a
+        # graph op, which the CPU rewrite fuses with the convolution; padding in the
+        # compiled pass made the likelihood pass a third slower.)
+        dropout, words = None, None
+        if self.dropout is not None and training:
+            d = self.dropout
+            dropout = (d.bits_per_element, d.keep_threshold, d.keep_scale)
+            words = d.random_words(tf.concat([tf.shape(terms[0])[:-1], [2 * self.filters]], 0))
+        c = self.conv2(block_concat_elu(self.conv_dtype, dropout, words, *terms))
         if return_ce:
             return gate_concat_elu(x, c, self.conv_dtype)
         return _gate(x, c)

@@ -97,3 +97,52 @@ def test_bfloat16_rounding_on_the_bits_equals_the_cast(rng):
     np.testing.assert_array_equal(got, want)
     back = L._bfloat16_to_float32(tf.cast(x, tf.bfloat16)).numpy()
     np.testing.assert_array_equal(back, tf.cast(tf.cast(x, tf.bfloat16), tf.float32).numpy())
+
+
+@pytest.mark.parametrize(
+    "conv, rate", [(L.DownShiftedConv2D, 0.5), (L.DownRightShiftedConv2D, 0.3)]
+)
+def test_training_block_equals_the_plain_block_with_the_same_dropout_mask(rng, conv, rate):
+    # In training the block applies its dropout mask in the compiled concat_elu pass;
+    # the plain block with the same draw of the seed generator must agree in value
+    # and in every weight's gradient (a graph, as training runs it).
+    keras.utils.set_random_seed(5)
+    f = 4
+    x = tf.constant(rng.normal(size=(2, 8, 8, f)).astype(np.float32))
+    a = tf.constant(rng.normal(size=(2, 8, 8, f)).astype(np.float32))
+    block = L.GatedResnet(f, conv, use_aux=True, dropout_rate=rate)
+    block(x, L.concat_elu(x), (L.concat_elu(a),), training=False)  # builds
+    weights = tf.constant(rng.normal(size=(2, 8, 8, f)).astype(np.float32))
+    state = block.dropout.seed_generator.state.numpy()
+
+    def plain(x):
+        c = block.conv1(L.concat_elu(x)) + block.aux(L.concat_elu(a))
+        ce = L.concat_elu(c)
+        keep = block.dropout.keep_mask(block.dropout.random_words(tf.shape(ce)), tf.shape(ce))
+        ce = ce * tf.cast(keep, ce.dtype) * block.dropout.keep_scale
+        p, q = tf.split(block.conv2(ce), 2, axis=-1)
+        return x + p * tf.sigmoid(q)
+
+    def fused(x):
+        return block(x, L.concat_elu(x), (L.concat_elu(a),), training=True)
+
+    results = []
+    for forward in (fused, plain):
+        block.dropout.seed_generator.state.assign(state)
+
+        @tf.function
+        def step(forward=forward):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(forward(x) * weights)
+            return loss, tape.gradient(loss, block.trainable_variables)
+
+        loss, grads = step()
+        results.append((loss.numpy(), [g.numpy() for g in grads]))
+    (got_loss, got_grads), (want_loss, want_grads) = results
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    for v, got, want in zip(block.trainable_variables, got_grads, want_grads, strict=True):
+        scale = np.abs(want).max() + 1e-6
+        np.testing.assert_allclose(got, want, atol=1e-4 * scale, err_msg=v.path)
+    # The mask was live: the same block without dropout gives another loss.
+    no_drop = tf.reduce_sum(block(x, L.concat_elu(x), (L.concat_elu(a),), training=False) * weights)
+    assert abs(float(no_drop) - float(got_loss)) > 1e-3

@@ -227,7 +227,7 @@ def test_bad_hyper_parameters_raise_clear_errors():
         PixelCNNpp(dropout_rate=1.0)
 
 
-@pytest.mark.parametrize("rate", [0.5, 0.3])
+@pytest.mark.parametrize("rate", [0.5, 0.25, 0.3])
 def test_dropout_drops_the_right_fraction_only_in_training(rate):
     layer = L.Dropout(rate, seed=1)
     x = tf.ones([8, 32, 32, 16])
@@ -238,3 +238,15 @@ def test_dropout_drops_the_right_fraction_only_in_training(rate):
     assert (first != second).mean() > 0.1  # a fresh mask on every call
     np.testing.assert_array_equal(layer(x).numpy(), x.numpy())
     np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
+
+
+def test_dropout_mask_takes_its_levels_from_the_word_stream_in_order():
+    words = tf.constant([0b1011, 0x80000000, 0x0000FF01], tf.uint32)
+    # One bit an element (rate 0.5): bit k of word w is element 32 w + k.
+    mask = L.unpack_keep_mask(words, tf.constant([2, 40]), bits=1, keep_threshold=1).numpy()
+    flat = mask.reshape(-1)
+    assert flat[:4].tolist() == [True, True, False, True] and not flat[4:32].any()
+    assert not flat[32:63].any() and flat[63] and flat[64] and not flat[65:72].any()
+    # 8-bit levels (little-endian bytes of each word), kept from the threshold up.
+    mask = L.unpack_keep_mask(words, tf.constant([12]), bits=8, keep_threshold=2).numpy()
+    assert mask.tolist() == [True] + [False] * 6 + [True] + [False, True] + [False] * 2
