@@ -7,7 +7,9 @@ does, on tiny generated face shards (R=1, F=8, M=2, 16x16 crops, 6 steps, no dro
 Checked: (a) the weights after 6 steps equal one worker's with the same global batch,
 (b) only the chief writes the UBM folder, (c) after worker 1 is SIGKILLed mid-run, a
 restart of the whole cluster resumes from the chief's last checkpoint and ends with
-the weights of the uninterrupted cluster run.
+the weights of the uninterrupted cluster run. All runs happen in one subprocess started
+as soon as the tests are collected (`start_in_background`, conftest.py), beside the
+tests before these.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -25,6 +28,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import started_in_background, stop_process_group
 
 from data_prep import face_records
 from data_prep.files import write_shard_atomically
@@ -191,9 +195,9 @@ def _weights(checkpoint: str) -> dict[str, list[np.ndarray]]:
     }
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("multiworker")
+def run_clusters(root_dir: str) -> dict:
+    """The runs the tests check, in `root_dir`; returns what they check (as JSON)."""
+    root = pathlib.Path(root_dir)
     faces = root / "faces"
     faces.mkdir()
     for k in range(2):
@@ -204,7 +208,7 @@ def runs(tmp_path_factory) -> dict:
         os.mkdir(folder)
 
     # (a), (b): an uninterrupted cluster run; worker 1 is given a folder of its own, which
-    # must stay empty. Meanwhile one worker of the default strategy trains in-process.
+    # must stay empty. Meanwhile one worker of the default strategy trains in this process.
     plain, own = str(root / "plain" / "ubm"), str(root / "worker1" / "ubm")
     cluster = Cluster(train, [plain, own], tmp)
     try:
@@ -253,6 +257,46 @@ def runs(tmp_path_factory) -> dict:
         "restarted": restarted,
         "killed_dir": killed_dir,
     }
+
+
+# Runs `run_clusters` in a process of its own (argv: this folder, the root folder) and
+# prints its result on a RUNS line.
+_RUNS = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import test_multiworker
+    print("RUNS " + json.dumps(test_multiworker.run_clusters(sys.argv[2])), flush=True)
+    """
+)
+
+
+def start_in_background(tmp_path_factory) -> tuple[str, subprocess.Popen]:
+    """Starts `run_clusters` in a subprocess; called by conftest.py as soon as tests of
+    this module are collected, so that the cluster runs go on beside the tests before
+    these. Returns the root folder and the process."""
+    root = str(tmp_path_factory.mktemp("multiworker"))
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUNS, os.path.dirname(os.path.abspath(__file__)), root],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the workers too are stopped by `stop_process_group`
+    )
+    return root, process
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    _, process = started_in_background(__name__) or start_in_background(tmp_path_factory)
+    try:
+        stdout, stderr = process.communicate(timeout=4 * TIMEOUT_S)
+    finally:
+        stop_process_group(process)
+    assert process.returncode == 0, stderr[-6000:]
+    line = [ln for ln in stdout.splitlines() if ln.startswith("RUNS ")][-1]
+    return json.loads(line[len("RUNS ") :])
 
 
 @pytest.mark.slow
