@@ -420,15 +420,32 @@ def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_p
                 assert diff.mean() <= 1e-3 * config.learning_rate, (name, diff.mean())
 
 
-def _run_binary(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.train_ubm", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
+def _run_binaries(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
+    """Runs `python -m experiments.train_ubm` with each tuple of arguments, all at once."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.train_ubm", *args],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        for args in commands
+    ]
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=120)
+            results.append(
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return results
 
 
 @pytest.mark.slow
@@ -436,17 +453,19 @@ def test_train_ubm_binary_help_and_usage_errors(data, tmp_path):
     from experiments import train_ubm as binary  # defines its flags; parses nothing
 
     assert binary.STRATEGIES == strategies.STRATEGIES
-    shown = _run_binary("--help")
+    shown, unknown, failed = _run_binaries(
+        ("--help",),
+        ("--config=bogus", f"--workdir={tmp_path / 'a'}", "--train_data=x"),
+        (
+            "--config=smoke",
+            f"--workdir={tmp_path / 'b'}",
+            f"--train_data={data['folder']}/train-*.tfrecord",
+        ),
+    )
     assert "--train_data" in shown.stdout and "--strategy" in shown.stdout
     assert "Traceback" not in shown.stderr
-    unknown = _run_binary("--config=bogus", f"--workdir={tmp_path}", "--train_data=x")
     assert unknown.returncode != 0
     assert "Unknown config 'bogus'" in unknown.stderr and "Traceback" not in unknown.stderr
-    failed = _run_binary(
-        "--config=smoke",
-        f"--workdir={tmp_path}",
-        f"--train_data={data['folder']}/train-*.tfrecord",
-    )
     assert failed.returncode != 0
     assert "16x16 crops, but 64x64 were expected" in failed.stderr
     assert "Traceback" not in failed.stderr
