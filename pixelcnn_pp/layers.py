@@ -38,6 +38,7 @@ over a full-resolution tensor is added.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -450,7 +451,25 @@ def _stream_concat_elu_impl(y: tf.Tensor, stream_dtype: tf.DType, dtype: tf.DTyp
 # concat_elu in ``dtype``, the dtype of the convolution that reads it (bfloat16 for
 # bfloat16 matmuls), and computes in float32.
 def _xla(fn):
+    _EXPECTED_TRACING.add(f"<function {fn.__name__} ")
     return tf.function(fn, jit_compile=True, autograph=False)
+
+
+# Each of these functions is traced once for each resolution, dtype and dropout setting
+# (one XLA executable each), which TensorFlow's frequent-retracing warning takes for a
+# mistake; for these functions alone it is dropped.
+_EXPECTED_TRACING: set[str] = set()
+
+
+class _ExpectedTracingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "triggered tf.function retracing" not in message:
+            return True
+        return not any(name in message for name in _EXPECTED_TRACING)
+
+
+tf.get_logger().addFilter(_ExpectedTracingFilter())
 
 
 # ``concat_elu(x)``: [..., C] -> [..., 2C] in dtype.

@@ -42,3 +42,18 @@ def test_compiled_gate_in_bfloat16_and_inside_xla():
     np.testing.assert_allclose(tf.cast(half, tf.float32).numpy(), want, atol=0.1)
     outer = tf.function(lambda a, b: L._gate(a, b) * 2.0, jit_compile=True)
     np.testing.assert_allclose(outer(x, c).numpy(), 2.0 * want, rtol=1e-6, atol=1e-6)
+
+
+def test_retracing_warnings_are_dropped_only_for_the_compiled_layer_functions():
+    import logging
+
+    def passes(function_name: str) -> bool:
+        message = (
+            f"5 out of the last 5 calls to <function {function_name} at 0x7f00> "
+            "triggered tf.function retracing. Tracing is expensive"
+        )
+        record = logging.LogRecord("tensorflow", logging.WARNING, "f.py", 1, message, (), None)
+        return all(f.filter(record) for f in tf.get_logger().filters)
+
+    assert not passes("_block_concat_elu_impl") and not passes("_gate_impl")
+    assert passes("train_step") and passes("_block_concat_elu_impl_of_someone_else")
