@@ -32,7 +32,7 @@ DETECTION ?=
 # Real videos for `make bench` (face extraction speed).
 TALKING_HEADS ?= ../shared/data/talking_heads
 
-.PHONY: install lint format test test-fast bench localise-examples reproduce clean
+.PHONY: install lint format test test-cluster test-fast bench localise-examples reproduce clean
 
 install: $(STAMP)
 
@@ -56,8 +56,13 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+# The suite but for the multi-process cluster tests (CI runs both targets).
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not cluster" tests
+
+# The two-worker MultiWorkerMirroredStrategy cluster on loopback (a few minutes).
+test-cluster: install
+	$(PY) -m pytest -q -m cluster tests
 
 # The quick subset for the edit loop (under a minute): tests not marked slow.
 test-fast: install

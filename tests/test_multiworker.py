@@ -36,6 +36,10 @@ from experiments.pipeline import ubm
 from pixelcnn_pp import run_folder
 from pixelcnn_pp.config import UBMConfig
 
+# Three two-worker cluster runs: minutes of CPU, so `make test-cluster` runs them apart
+# from `make test` (CI runs both).
+pytestmark = pytest.mark.cluster
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16
 STEPS = 6
