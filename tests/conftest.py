@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -78,6 +79,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def started_in_background(module_name: str) -> tuple | None:
     """The handle of what conftest started for that module, or None (then it starts it)."""
     return _STARTED.pop(module_name, None)
+
+
+def start_python_in_background(code: str, *args: str) -> subprocess.Popen:
+    """`python -c code args...` in the project root, in a session of its own (so that
+    `stop_process_group` stops its children too), its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def stop_process_group(process: subprocess.Popen) -> None:

@@ -28,7 +28,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import started_in_background, stop_process_group
+from conftest import start_python_in_background, started_in_background, stop_process_group
 
 from data_prep import face_records
 from data_prep.files import write_shard_atomically
@@ -280,15 +280,8 @@ def start_in_background(tmp_path_factory) -> tuple[str, subprocess.Popen]:
     this module are collected, so that the cluster runs go on beside the tests before
     these. Returns the root folder and the process."""
     root = str(tmp_path_factory.mktemp("multiworker"))
-    process = subprocess.Popen(
-        [sys.executable, "-c", _RUNS, os.path.dirname(os.path.abspath(__file__)), root],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # the workers too are stopped by `stop_process_group`
-    )
-    return root, process
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    return root, start_python_in_background(_RUNS, tests_dir, root)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,12 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 import textwrap
 
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import PROJECT_ROOT, started_in_background, stop_process_group
+from conftest import start_python_in_background, started_in_background, stop_process_group
 
 from data_prep.methods import ORIGINAL
 from data_prep.methods import PAPER_METHODS as METHODS
@@ -98,15 +97,8 @@ def start_in_background(tmp_path_factory) -> tuple[str, subprocess.Popen]:
     tests of this module are collected, so that its subprocesses run beside the other
     tests. Returns the work directory and the process running the stages."""
     work = str(tmp_path_factory.mktemp("pipeline") / "work")
-    process = subprocess.Popen(
-        [sys.executable, "-c", _CHAIN, json.dumps(_stages(work)), str(STAGE_TIMEOUT_S)],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its stages too are stopped by `stop_process_group`
-    )
-    return work, process
+    stages = json.dumps(_stages(work))
+    return work, start_python_in_background(_CHAIN, stages, str(STAGE_TIMEOUT_S))
 
 
 def _json(path: str):
