@@ -64,7 +64,7 @@ test: lint
 test-cluster: install
 	$(PY) -m pytest -q -m cluster tests
 
-# The quick subset for the edit loop (under a minute): tests not marked slow.
+# The quick subset for the edit loop (under 3 minutes on 2 cores): tests not marked slow.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
 
