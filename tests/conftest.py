@@ -94,6 +94,26 @@ def start_python_in_background(code: str, *args: str) -> subprocess.Popen:
     )
 
 
+def communicate_all(
+    processes: list[subprocess.Popen], timeout: float
+) -> list[subprocess.CompletedProcess]:
+    """Waits for processes started at once (each within `timeout` seconds) and returns
+    their results; any still running when this fails is killed."""
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=timeout)
+            results.append(
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            )
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return results
+
+
 def stop_process_group(process: subprocess.Popen) -> None:
     """Kills a process started with `start_new_session=True` and its children, if running."""
     if process.poll() is None:

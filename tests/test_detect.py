@@ -19,7 +19,7 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, communicate_all
 
 from data_prep import files
 from data_prep.frames import VideoReadError
@@ -375,19 +375,10 @@ def detect_runs(model_dir: str, face_inputs: pathlib.Path, tmp_path_factory) -> 
         "--frames_per_video=3",
     )
     reruns = _start("-c", _DETECT_RUNS, json.dumps(list(cases.values())))
-    try:
-        stdout, stderr = report.communicate(timeout=400)
-        results = {
-            "report": subprocess.CompletedProcess(report.args, report.returncode, stdout, stderr)
-        }
-        stdout, stderr = reruns.communicate(timeout=400)
-    finally:
-        for process in (report, reruns):
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    assert reruns.returncode == 0, stderr[-3000:]
-    line = [ln for ln in stdout.splitlines() if ln.startswith("RESULTS ")][-1]
+    report_result, reruns_result = communicate_all([report, reruns], timeout=400)
+    results = {"report": report_result}
+    assert reruns_result.returncode == 0, reruns_result.stderr[-3000:]
+    line = [ln for ln in reruns_result.stdout.splitlines() if ln.startswith("RESULTS ")][-1]
     for name, result in zip(cases, json.loads(line[len("RESULTS ") :]), strict=True):
         results[name] = subprocess.CompletedProcess(
             cases[name], result["returncode"], "", result["stderr"]

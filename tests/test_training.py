@@ -18,6 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import communicate_all
 
 from data_prep import face_images, face_records
 from data_prep.files import write_shard_atomically
@@ -433,19 +434,7 @@ def _run_binaries(*commands: tuple[str, ...]) -> list[subprocess.CompletedProces
         )
         for args in commands
     ]
-    results = []
-    try:
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=120)
-            results.append(
-                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            )
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    return results
+    return communicate_all(processes, timeout=120)
 
 
 @pytest.mark.slow
