@@ -29,6 +29,9 @@ UBM_BATCH_SIZE ?=
 EXTRACT_BATCH_SIZE ?=
 ALLOW_CPU ?=
 DETECTION ?=
+# Test processes for `make test` and `make test-fast` (pytest-xdist; 0 = one process).
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS)
 # Real videos for `make bench` (face extraction speed).
 TALKING_HEADS ?= ../shared/data/talking_heads
 
@@ -58,7 +61,7 @@ format: install
 
 # The suite but for the multi-process cluster tests (CI runs both targets).
 test: lint
-	$(PY) -m pytest -q -m "not cluster" tests
+	$(PY) -m pytest -q $(XDIST) -m "not cluster" tests
 
 # The two-worker MultiWorkerMirroredStrategy cluster on loopback (a few minutes).
 test-cluster: install
@@ -66,7 +69,7 @@ test-cluster: install
 
 # The quick subset for the edit loop (under 3 minutes on 2 cores): tests not marked slow.
 test-fast: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(XDIST) -m "not slow" tests
 
 # Side-by-side speed against the original PixelCNN++ code (where ../shared has its
 # timing script): float32 and bfloat16 convolutions, 3 alternating runs, median ratios.

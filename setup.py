@@ -23,7 +23,7 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
         # Linux with an NVIDIA driver: TensorFlow with its CUDA and cuDNN wheels.
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },

@@ -699,6 +699,13 @@ class GatedResnet(keras.layers.Layer):
         )
         self.conv2 = conv(2 * self.filters, init_scale=0.1, name="conv2", dtype=pol)
 
+    def build(self, x_shape) -> None:
+        # The convolutions and the 1x1 layer build on their first call, from the shapes
+        # they see (conv2 reads this block's own intermediate). Defined so that Keras
+        # does not warn at every model build that a layer without a build method has
+        # unbuilt sublayers.
+        del x_shape
+
     def call(
         self,
         x: tf.Tensor,

@@ -60,12 +60,63 @@ def copy_workdir(template: str, root: str):
 # fixture takes the handle with `started_in_background(__name__)`. So a long chain of
 # subprocesses (the pipeline smoke run) runs on the second core beside the tests that
 # come before its own.
+#
+# Under pytest-xdist (`make test` runs two workers) every worker collects every test, so
+# nothing starts at collection. The scheduler below keeps each module's tests on one
+# worker (module fixtures are built once), and the modules that share an expensive
+# session fixture together (`SHARED_FIXTURE_MODULES`, checked by test_conftest.py). The
+# modules with a background chain are handed out first, so their worker runs the chain
+# while the other takes the rest, then the modules with the most slow tests, so that no
+# long module is left for the end.
 
 _STARTED: dict[str, tuple] = {}
+SHARED_FIXTURE_MODULES = {
+    "tiny_workdir": ("test_detector.py", "test_evaluation.py", "test_model_folder.py"),
+}
+
+
+def _under_xdist() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def scheduling_group(nodeid: str) -> str:
+    """The xdist work unit of a test: its module, or the group of modules sharing a
+    session fixture."""
+    path = nodeid.split("::")[0]
+    for group, modules in SHARED_FIXTURE_MODULES.items():
+        if pathlib.PurePosixPath(path).name in modules:
+            return group
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: plain pytest runs without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scheduling_group(nodeid)
+
+    config.option.loadscopereorder = False  # the order is the collection's (below)
+    return ModuleGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _under_xdist():
+        return
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        groups.setdefault(scheduling_group(item.nodeid), []).append(item)
+
+    def order(group: list[pytest.Item]) -> tuple[bool, int]:
+        background = any(hasattr(getattr(i, "module", None), "start_in_background") for i in group)
+        return (not background, -sum(1 for i in group if i.get_closest_marker("slow")))
+
+    items[:] = [item for group in sorted(groups.values(), key=order) for item in group]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
+    if session.config.option.collectonly or _under_xdist():
         return
     modules = {}
     for item in session.items:
