@@ -19,7 +19,7 @@ import os
 from absl import app, flags, logging
 
 from experiments import cli
-from experiments.pipeline import cross_tables
+from experiments.pipeline import cross_tables, devices
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory; the table goes to its results/.")
 EVALUATIONS = flags.DEFINE_list(
@@ -30,6 +30,7 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
+    devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
     workdir = cli.workdir(WORKDIR)
     specs = EVALUATIONS.value or [os.path.join(workdir.evaluation(), "*")]
     try:

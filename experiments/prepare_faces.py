@@ -38,7 +38,7 @@ from data_prep.face_settings import DETECTION_MODES, FaceSettings
 from data_prep.face_stage import prepare_faces
 from data_prep.files import check_writable
 from experiments import cli
-from experiments.pipeline import run_log
+from experiments.pipeline import devices, run_log
 from experiments.pipeline.workdir import MANIFEST_FILE, Workdir
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
@@ -137,6 +137,7 @@ def dataset_root(workdir: Workdir) -> str:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
+    devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
     config = cli.experiment_config(CONFIG)
     workdir = cli.workdir(WORKDIR)
     if DATASET.value is None:

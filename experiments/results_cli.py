@@ -12,7 +12,7 @@ from collections.abc import Callable
 from absl import app, flags, logging
 
 from experiments import cli
-from experiments.pipeline import run_log
+from experiments.pipeline import devices, run_log
 from experiments.pipeline.workdir import Workdir
 
 
@@ -29,6 +29,7 @@ def make_main(
 
     def main(argv: list[str]) -> None:
         cli.reject_arguments(argv)
+        devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
         cli.experiment_config(config)
         layout = cli.workdir(workdir)
         try:

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 
 from classifier.config import DETECTION_PROTOCOLS
 from experiments import cli
-from experiments.pipeline import run_log
+from experiments.pipeline import devices, run_log
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     workdir_help="Work directory; output in WORKDIR/detection."
@@ -51,6 +51,7 @@ flags.mark_flag_as_required("protocol")
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
+    devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
     if METHODS.value is not None and not METHODS.value:
         raise app.UsageError("--methods is empty: name methods, or leave the flag out for all.")
     overrides = {
