@@ -32,8 +32,16 @@ import cv2
 import dlib
 import numpy as np
 
-from data_prep.face_settings import DETECTION_MODES, EXACT, FAST, FaceSettings, FastSettings
-from data_prep.frames import VideoFrames, read_frames
+from data_prep.face_settings import (
+    DETECTION_MODES,
+    EXACT,
+    FAST,
+    GIVEN,
+    FaceSettings,
+    FastSettings,
+)
+from data_prep.frames import VideoFrames, read_frames, read_image
+from data_prep.media import media_kind
 
 # dlib's face detector scans `pyramid_down<6>`: each level is 5/6 the previous.
 PYRAMID_N = 6
@@ -351,9 +359,14 @@ def crop_video(
     the samples drawn from the decoded count. Frames without a face are counted in
     `frames_without_face` and skipped. Crops are uint8 RGB [N, crop_size, crop_size, 3].
 
+    With `settings.detection == "given"` the file is taken as a face crop already
+    (`crop_given`).
+
     Raises:
       VideoReadError: the video cannot be opened, or no frame decodes.
     """
+    if settings.detection == GIVEN:
+        return crop_given(video_path, settings)
     detector = detector or FaceDetector(settings.fast)
     reader = VideoFrames(video_path, settings.frames_per_video, settings.max_frames)
     crops = _crop_frames(reader, settings, detector)
@@ -364,6 +377,38 @@ def crop_video(
         crops = _crop_frames(reader, settings, detector)
     crops.frames_declared, crops.frames_decoded = reader.declared, reader.decoded
     return crops
+
+
+def crop_given(path: str, settings: FaceSettings) -> VideoCrops:
+    """A face crop taken as given: the whole image (or every sampled frame of a video of
+    crops) resized to `settings.crop_size` with area interpolation; box = the image.
+
+    Raises:
+      ImageReadError: an image that does not decode, is cut short or is smaller than
+        the crop size (`frames.read_image`). VideoReadError: a video that does not.
+    """
+    size = settings.crop_size
+    if media_kind(path) == "image":
+        frames = iter([(0, read_image(path, min_size=size))])
+    else:
+        frames = iter(VideoFrames(path, settings.frames_per_video, settings.max_frames))
+    indices, boxes, images = [], [], []
+    height = width = 0
+    for index, frame in frames:
+        height, width = frame.shape[:2]
+        indices.append(index)
+        boxes.append((0, 0, width, height))
+        images.append(crop_face(frame, boxes[-1], size))
+    return VideoCrops(
+        frames=indices,
+        boxes=boxes,
+        images=np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),
+        frames_read=len(indices),
+        frames_without_face=0,
+        frames_declared=len(indices),
+        frames_decoded=len(indices),
+        frame_size=(height, width),
+    )
 
 
 def _crop_frames(reader: VideoFrames, settings: FaceSettings, detector: FaceDetector) -> VideoCrops:

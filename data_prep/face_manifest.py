@@ -2,10 +2,12 @@
 
 The manifest holds the stage's settings, what the dataset adapter found (`ffpp_root`,
 `splits_dir`, `methods`, `workers`, `found`, `problems`, `unassigned`), whether the
-run is `complete`, the number of `failed_videos`, one entry per video (`video`,
+run is `complete`, the number of `failed_videos` and their `failures` by kind, one
+entry per video (`video`,
 `method`, `split`, `path`, `shard`, `frames_read`, `faces`, `frames_without_face`,
 `frames_declared`, `frames_decoded`, `seconds`, `status`, `error`, and for fakes
-`mask_path`, `frames_with_mask`, `frames_without_mask`, `mask_error`; see
+`mask_path`, `frames_with_mask`, `frames_without_mask`, `mask_error`; failed ones
+`error_kind` and, if refused for size, `rejected_size`; see
 `face_stage.finish_video`; entries journaled before a key existed lack it) and
 `totals` overall, per split, per method and per split and method (a key an entry
 lacks counts 0). It is rebuilt from the progress
@@ -28,6 +30,7 @@ from data_prep.files import write_json_atomically
 MANIFEST = "manifest.json"
 OK = "ok"
 FAILED = "failed"
+_LOGGED_FAILURES = 50  # failed videos named in the log; the manifest has them all
 
 
 def _zero() -> dict[str, float]:
@@ -84,9 +87,21 @@ def build_manifest(
         **run,
         "complete": complete,
         "failed_videos": len(failed),
+        "failures": failure_counts(failed),
         "videos": videos,
         "totals": summarize(videos),
     }
+
+
+def failure_counts(failed: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Failed entries per `error_kind` (unreadable, truncated, too_small, no_face, ...)
+    and, where images were refused for their size, the smallest one [height, width]."""
+    by_kind = collections.Counter(e.get("error_kind", "unreadable") for e in failed)
+    counts: dict[str, Any] = {"by_kind": dict(sorted(by_kind.items()))}
+    sizes = [e["rejected_size"] for e in failed if e.get("rejected_size")]
+    if sizes:
+        counts["smallest_rejected"] = min(sizes, key=lambda hw: (min(hw), hw))
+    return counts
 
 
 def write_manifest(out_dir: str, manifest: dict[str, Any]) -> None:
@@ -118,6 +133,21 @@ def log_summary(manifest: dict[str, Any]) -> None:
         t["frames_read"],
         fps,
     )
-    for e in manifest["videos"]:
-        if e["status"] == FAILED:
-            logging.error("Failed: %s/%s: %s", e["method"], e["video"], e["error"])
+    failures = manifest.get("failures", {})
+    if failures.get("by_kind"):
+        logging.warning(
+            "Left out: %s%s.",
+            ", ".join(f"{n} {kind}" for kind, n in failures["by_kind"].items()),
+            f" (smallest image refused: {failures['smallest_rejected'][1]}x"
+            f"{failures['smallest_rejected'][0]})"
+            if failures.get("smallest_rejected")
+            else "",
+        )
+    failed = [e for e in manifest["videos"] if e["status"] == FAILED]
+    for e in failed[:_LOGGED_FAILURES]:
+        logging.error("Failed: %s/%s: %s", e["method"], e["video"], e["error"])
+    if len(failed) > _LOGGED_FAILURES:
+        logging.error(
+            "... and %d more failed (manifest.json lists every one).",
+            len(failed) - _LOGGED_FAILURES,
+        )

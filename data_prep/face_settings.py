@@ -16,7 +16,11 @@ from typing import Any
 
 EXACT = "exact"
 FAST = "fast"
-DETECTION_MODES: tuple[str, ...] = (FAST, EXACT)
+# Datasets that arrive as face crops (`datasets.crops`): every image is a face as
+# another detector cut it; it is resized, not searched (dlib on a tight crop misses
+# the face or cuts it again).
+GIVEN = "given"
+DETECTION_MODES: tuple[str, ...] = (FAST, EXACT, GIVEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +48,8 @@ class FaceSettings:
     compression: str = "raw"  # FF++ level: raw (the paper's), c23, c40
     frames_per_video: int = 0  # 0: every frame; N: N evenly spaced frames
     max_frames: int = 0  # > 0: only the first max_frames frames of a video
-    detection: str = FAST  # "fast" or "exact" (dlib on every full-resolution frame)
+    # "fast", "exact" (dlib on every full-resolution frame) or "given" (the image is the crop)
+    detection: str = FAST
     crop_size: int = 64  # side of the saved crops in pixels
     crop_scale: float = 1.3  # FF++ convention: crop side = 1.3 * max(w, h)
     fast: FastSettings = dataclasses.field(default_factory=FastSettings)

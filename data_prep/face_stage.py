@@ -137,8 +137,10 @@ def finish_video(
     """
     start = time.perf_counter()
     crops, error, shard = result.crops, result.error, None
+    error_kind = result.error_kind
     if crops is not None and not crops.frames:
         error = f"No face found in any of the {crops.frames_read} frames read from {video.path}."
+        error_kind = "no_face"
     if error is None:
         try:
             shard = os.path.relpath(
@@ -147,6 +149,7 @@ def finish_video(
         except Exception as e:  # noqa: BLE001 - recorded as a failed video, run goes on
             logging.exception("Cannot write the shard of %s", video.path)
             error = f"Cannot write the shard: {type(e).__name__}: {e}"
+            error_kind = "write"
     faces = len(crops.frames) if crops and error is None else 0
     with_mask = sum(m is not None for m in result.masks) if result.masks and faces else 0
     entry = {
@@ -164,6 +167,10 @@ def finish_video(
         "status": OK if error is None else FAILED,
         "error": error,
     }
+    if error is not None:
+        entry["error_kind"] = error_kind or "unreadable"
+        if result.rejected_size is not None:
+            entry["rejected_size"] = list(result.rejected_size)
     if video.source != ORIGINAL:
         entry.update(
             mask_path=video.mask_path,

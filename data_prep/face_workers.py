@@ -62,6 +62,10 @@ class CropResult:
     seconds: float
     masks: list[np.ndarray | None] | None = None
     mask_error: str | None = None
+    # Why there are no crops, for the manifest's counts (`VideoReadError.kind`), and the
+    # (height, width) of an image refused for its size.
+    error_kind: str | None = None
+    rejected_size: tuple[int, int] | None = None
 
 
 def crop_masks(
@@ -117,15 +121,16 @@ def run_job(job: CropJob, settings: FaceSettings, detector: FaceDetector) -> Cro
     be decoded gives an error, not an exception; a mask that cannot be used leaves
     crops without masks (`CropResult.mask_error`), never an error."""
     start = time.perf_counter()
-    crops, error = None, None
+    crops, error, error_kind, rejected_size = None, None, None, None
     masks, mask_error = None, None
     try:
         crops = crop_video(job.path, settings, detector)
     except VideoReadError as e:
-        error = str(e)
+        error, error_kind = str(e), e.kind
+        rejected_size = getattr(e, "size", None) if e.kind == "too_small" else None
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the stage
         logging.exception("Unexpected error on %s", job.path)
-        error = f"{type(e).__name__}: {e}"
+        error, error_kind = f"{type(e).__name__}: {e}", "error"
     if crops is not None and job.mask_path is not None:
         try:
             masks, mask_error = crop_masks(
@@ -135,7 +140,14 @@ def run_job(job: CropJob, settings: FaceSettings, detector: FaceDetector) -> Cro
             logging.exception("Unexpected error on the mask %s", job.mask_path)
             masks, mask_error = [None] * len(crops.frames), f"{type(e).__name__}: {e}"
     return CropResult(
-        job.key, crops, error, time.perf_counter() - start, masks=masks, mask_error=mask_error
+        job.key,
+        crops,
+        error,
+        time.perf_counter() - start,
+        masks=masks,
+        mask_error=mask_error,
+        error_kind=error_kind,
+        rejected_size=rejected_size,
     )
 
 

@@ -29,7 +29,74 @@ _COUNT_TOLERANCE_FRAMES = 1
 
 
 class VideoReadError(RuntimeError):
-    """A video file cannot be decoded (missing, empty, not a video, no frame decodes)."""
+    """A video file cannot be decoded (missing, empty, not a video, no frame decodes).
+
+    `kind` names the failure for the manifest's counts: "unreadable" here;
+    `ImageReadError` adds "truncated" and "too_small"."""
+
+    kind = "unreadable"
+
+
+class ImageReadError(VideoReadError):
+    """A still image that cannot be used as a face crop; `kind` says why and `size`
+    is its (height, width) where it decoded."""
+
+    def __init__(self, message: str, kind: str, size: tuple[int, int] | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.size = size
+
+
+# How a complete file of these formats ends: a JPEG with its end-of-image marker, a
+# PNG with its IEND chunk (the four bytes of its CRC follow). OpenCV decodes a cut file
+# without complaint, filling what is missing with grey.
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG", b"IEND"
+
+
+def _truncated(data: bytes) -> bool:
+    """Whether a JPEG or PNG file's bytes stop before the format's end marker."""
+    tail = data[-32:]
+    if data.startswith(_JPEG_START):
+        return _JPEG_END not in tail
+    if data.startswith(_PNG_START):
+        return _PNG_END not in tail
+    return False
+
+
+def read_image(path: str, min_size: int = 0) -> np.ndarray:
+    """Decodes a still image file as BGR uint8 [H, W, 3] (grey and alpha converted).
+
+    Raises:
+      ImageReadError: the file is missing or does not decode ("unreadable"), is a
+        JPEG or PNG cut short ("truncated"), or is smaller than `min_size` on a side
+        ("too_small").
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageReadError(f"Cannot read {path}: {e}", "unreadable") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise ImageReadError(
+            f"{path} does not decode as an image ({len(data)} bytes).", "unreadable"
+        )
+    size = (int(image.shape[0]), int(image.shape[1]))
+    if _truncated(data):
+        raise ImageReadError(
+            f"{path} is cut short (no end marker after {len(data)} bytes): re-copy the file.",
+            "truncated",
+            size,
+        )
+    if min(size) < min_size:
+        raise ImageReadError(
+            f"{path} is {size[1]}x{size[0]}, smaller than the {min_size}x{min_size} crops "
+            "the UBM reads: left out rather than enlarged.",
+            "too_small",
+            size,
+        )
+    return image
 
 
 def sample_frame_indices(num_frames: int, frames_per_video: int) -> list[int]:

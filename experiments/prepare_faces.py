@@ -7,6 +7,8 @@ Usage:
       [--dataset_root=DIR]
   python -m experiments.prepare_faces --config=paper --workdir=WORKDIR \
       --dataset=celebdf|dfdc|folder --dataset_root=DIR_OR_CSV
+  python -m experiments.prepare_faces --config=cpu --workdir=WORKDIR \
+      --dataset=crops --dataset_root=DIR_OR_CSV [--redetect]
   overrides (default: the config's face settings): [--methods=Deepfakes,Face2Face,...]
       [--frames_per_video=N] [--detection=fast|exact] [--max_frames=N] [--workers=N]
 
@@ -15,8 +17,11 @@ by make_synthetic_ffpp); it has its own splits. Celeb-DF (`celebdf`: its test li
 `test`, the other videos in no split), DFDC (`dfdc`: each part's metadata.json) and a
 generic folder (`folder`: real/ and fake/, optionally under train/val/test, or a CSV
 path,label[,split]; no split: test) bring their own splits (see
-`data_prep.datasets`); the config's FF++ methods do not apply to them, so every
-method they hold is taken unless --methods names some. Writes
+`data_prep.datasets`); face crops (`crops`: a face dump with metadata.csv, or the folder
+layouts holding crops) are taken as given, resized, not searched for a face (unless
+--redetect), and split by source with a seed where they bring no split; the config's
+FF++ methods do not apply to them, so every method they hold is taken unless --methods
+names some. Writes
 `WORKDIR/faces/<split>/<source>/<video>.tfrecord` (one shard per video; source =
 original or the method), `WORKDIR/faces/manifest.json` (per-video counts, totals per
 split and method, settings) and `WORKDIR/faces/config.json`. Running the same command
@@ -33,8 +38,8 @@ import os
 
 from absl import app, flags, logging
 
-from data_prep.datasets import ADAPTERS, GeneratedDataset, open_dataset
-from data_prep.face_settings import DETECTION_MODES, FaceSettings
+from data_prep.datasets import ADAPTERS, CropsDataset, GeneratedDataset, open_dataset
+from data_prep.face_settings import DETECTION_MODES, GIVEN, FaceSettings
 from data_prep.face_stage import prepare_faces
 from data_prep.files import check_writable
 from experiments import cli
@@ -52,7 +57,8 @@ DATASET = flags.DEFINE_enum(
     "--splits_dir); generated: the dataset make_synthetic_ffpp wrote; celebdf: Celeb-DF v2 "
     "(Celeb-real/, YouTube-real/, Celeb-synthesis/, List_of_testing_videos.txt); dfdc: "
     "DFDC parts, each folder with its metadata.json; folder: real/ and fake/ (optionally "
-    "<split>/real/, <split>/fake/) or a CSV file path,label[,split].",
+    "<split>/real/, <split>/fake/) or a CSV file path,label[,split]; crops: face crops "
+    "(metadata.csv with videoname,label[,original], or the folder layouts holding crops).",
 )
 DATASET_ROOT = flags.DEFINE_string(
     "dataset_root",
@@ -87,6 +93,12 @@ DETECTION = flags.DEFINE_enum(
     DETECTION_MODES,
     "exact: dlib on every full-resolution frame (FF++ reference); fast: the same boxes "
     "from keyframes and interpolation (default: the config's).",
+)
+REDETECT = flags.DEFINE_bool(
+    "redetect",
+    False,
+    "crops only: search each image for a face with dlib and cut the FF++ crop (for images "
+    "that are whole frames), instead of taking every image as the crop.",
 )
 WORKERS = flags.DEFINE_integer(
     "workers", os.cpu_count() or 1, "Processes working on videos in parallel.", lower_bound=1
@@ -131,6 +143,8 @@ def dataset_root(workdir: Workdir) -> str:
         "dfdc": "the folder holding the DFDC parts, each with its metadata.json",
         "folder": "a folder holding real/ and fake/ (or <split>/real/ and <split>/fake/), "
         "or a CSV file path,label[,split]",
+        "crops": "a folder of face crops with metadata.csv, or real/ and fake/ folders of "
+        "crops, or a CSV file path,label[,split]",
     }.get(DATASET.value, "the dataset's folder")
     raise app.UsageError(f"--dataset_root is required with --dataset={DATASET.value}: {what}.")
 
@@ -149,6 +163,10 @@ def main(argv: list[str]) -> int:
             "repository). Splits are never invented."
         )
     settings = face_settings(config.faces)
+    if REDETECT.value and DATASET.value != CropsDataset.name:
+        raise app.UsageError("--redetect applies to --dataset=crops only.")
+    if DATASET.value == CropsDataset.name and not REDETECT.value:
+        settings = dataclasses.replace(settings, detection=GIVEN)
     try:
         dataset = open_dataset(DATASET.value, dataset_root(workdir), SPLITS_DIR.value)
         check_writable(workdir.faces)

@@ -61,7 +61,7 @@ def _walk_files(folder: str) -> Iterator[str]:
                 yield os.path.join(here, name)
 
 
-def _scan_class(root: str, folder: str, split: str) -> tuple[list[VideoEntry], list[str]]:
+def _scan_class(root: str, folder: str, split: str | None) -> tuple[list[VideoEntry], list[str]]:
     """The media files of a `real/` or `fake/` folder and the other files (relative)."""
     fake = os.path.basename(folder) == FAKE
     videos, ignored = [], []
@@ -86,9 +86,12 @@ def _scan_class(root: str, folder: str, split: str) -> tuple[list[VideoEntry], l
     return videos, ignored
 
 
-def _scan_folders(root: str) -> tuple[list[VideoEntry], list[DatasetProblem], list[str]]:
-    """Every video of the folder layout, the missing folders, the ignored files."""
-    groups = [(root, DEFAULT_SPLIT)] + [(os.path.join(root, s), s) for s in SPLITS]
+def scan_folders(
+    root: str, default_split: str | None = DEFAULT_SPLIT
+) -> tuple[list[VideoEntry], list[DatasetProblem], list[str]]:
+    """Every video of the folder layout, the missing folders, the ignored files; files
+    outside a split folder get `default_split`."""
+    groups = [(root, default_split)] + [(os.path.join(root, s), s) for s in SPLITS]
     videos, problems, ignored = [], [], []
     used = False
     for base, split in groups:
@@ -135,8 +138,11 @@ def _scan_folders(root: str) -> tuple[list[VideoEntry], list[DatasetProblem], li
     return videos, problems, ignored
 
 
-def _scan_csv(path: str) -> tuple[list[VideoEntry], list[DatasetProblem], list[str]]:
-    """The rows of a `path,label[,split]` CSV, its problems, the non-media files."""
+def scan_csv(
+    path: str, default_split: str | None = DEFAULT_SPLIT
+) -> tuple[list[VideoEntry], list[DatasetProblem], list[str]]:
+    """The rows of a `path,label[,split]` CSV, its problems, the non-media files; rows
+    with no split get `default_split`."""
     base = os.path.dirname(os.path.abspath(path))
     videos, problems, ignored = [], [], []
     try:
@@ -192,8 +198,8 @@ def _scan_csv(path: str) -> tuple[list[VideoEntry], list[DatasetProblem], list[s
                         )
                     )
                     continue
-                split = cells.get("split") or DEFAULT_SPLIT
-                if split not in SPLITS:
+                split = cells.get("split") or default_split
+                if split is not None and split not in SPLITS:
                     problems.append(
                         DatasetProblem(
                             "bad_split",
@@ -259,9 +265,9 @@ class FolderDataset:
             allow_file=True,
         )
         if os.path.isfile(self.root):
-            videos, problems, ignored = _scan_csv(self.root)
+            videos, problems, ignored = scan_csv(self.root)
         else:
-            videos, problems, ignored = _scan_folders(self.root)
+            videos, problems, ignored = scan_folders(self.root)
         found = {v.source for v in videos if v.source != ORIGINAL}
         chosen = select_methods("folder", sorted(found), methods)
         videos = [v for v in videos if v.source == ORIGINAL or v.source in chosen]

@@ -1,4 +1,5 @@
-"""Experiment configurations: `paper` (the paper's settings) and `smoke` (CPU-sized)."""
+"""Experiment configurations: `paper` (the paper's settings), `cpu` (real faces on a CPU)
+and `smoke` (generated faces, minutes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 
 from experiments.configs.base import ExperimentConfig
 
-CONFIG_NAMES: tuple[str, ...] = ("paper", "smoke")
+CONFIG_NAMES: tuple[str, ...] = ("paper", "cpu", "smoke")
 
 
 def load_config(name: str) -> ExperimentConfig:
