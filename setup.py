@@ -17,6 +17,9 @@ setup(
         "opencv-python-headless>=4.8",
         "numpy>=1.24",
         "pandas>=2.0",
+        # pandas' Markdown (DataFrame.to_markdown) and LaTeX (DataFrame.to_latex) writers.
+        "tabulate>=0.9",
+        "Jinja2>=3.1",
         "matplotlib>=3.7",
         "absl-py>=2.0",
         "scikit-learn>=1.3",

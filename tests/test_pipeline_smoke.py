@@ -10,7 +10,6 @@ they run beside the tests before these.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import pathlib
@@ -171,9 +170,10 @@ def test_detection_outputs(workdir, protocol):
 
 
 def _table(path: str) -> tuple[str, pd.DataFrame]:
-    with open(path) as f:
-        header = f.readline()
-        return header, pd.read_csv(io.StringIO(f.read())).set_index("row")
+    """(the table's header line, from run.json beside it; its plain CSV)."""
+    folder, name = os.path.split(path)
+    reports = _json(os.path.join(folder, "run.json"))["reports"]
+    return reports[name.removesuffix(".csv")]["header"], pd.read_csv(path).set_index("row")
 
 
 def test_tables_hold_the_papers_numbers_and_ours(workdir):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import io
+import json
 import os
 import pathlib
 
@@ -18,7 +18,7 @@ from data_prep import face_records, files
 from data_prep.files import write_json_atomically
 from data_prep.methods import PAPER_METHODS as METHODS
 from experiments.configs import load_config
-from experiments.pipeline import detection, paper_results, tables
+from experiments.pipeline import detection, paper_results, report, tables
 from experiments.pipeline import likelihoods as likelihood_extraction
 from experiments.pipeline.workdir import Workdir
 
@@ -56,10 +56,11 @@ def workdir(tmp_path, rng) -> str:
 
 
 def _read_csv(path: str) -> pd.DataFrame:
-    with open(path) as f:
-        header = f.readline()
-        assert header.startswith("# Dataset:")
-        return pd.read_csv(io.StringIO(f.read()))
+    """A table's plain CSV; the line naming the run is kept in run.json beside it."""
+    folder, name = os.path.split(path)
+    run = json.loads(pathlib.Path(folder, "run.json").read_text())
+    assert run["reports"][name.removesuffix(".csv")]["header"].startswith("Dataset:")
+    return pd.read_csv(path)
 
 
 def test_tables_parse_and_hold_the_papers_numbers(workdir):
@@ -205,7 +206,7 @@ def test_baseline_rows_parse_in_every_format(workdir):
         tex = (results / f"{name}.tex").read_text()
         n_tex = tex.split(r"\begin{tabular}{")[1].split("}")[0].count("c") + 1
         for row in _BASELINE_ROWS:
-            (line,) = [t for t in tex.splitlines() if t.startswith(tables._tex(row) + " &")]
+            (line,) = [t for t in tex.splitlines() if t.startswith(report.escape_tex(row) + " &")]
             assert line.endswith(r"\\") and len(line.split(" & ")) == n_tex
 
 

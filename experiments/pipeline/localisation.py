@@ -59,7 +59,7 @@ from classifier import data as data_lib
 from data_prep import face_records, likelihood_records
 from data_prep.files import atomic_path, check_writable, read_json, write_text_atomically
 from data_prep.methods import ORIGINAL, abbreviation
-from experiments.pipeline import tables
+from experiments.pipeline import report, tables
 from experiments.pipeline.workdir import CONFIG_FILE, SHARD_SUFFIX, Workdir
 
 CSV = "localisation.csv"
@@ -675,7 +675,7 @@ def to_markdown(rows: Sequence[dict], header: str, note_lines: Sequence[str]) ->
 
 def to_latex(rows: Sequence[dict], header: str, note_lines: Sequence[str]) -> str:
     """A booktabs table with the markdown's content."""
-    tex = tables._tex  # the tables' escaping of LaTeX specials
+    tex = report.escape_tex
     lines = [
         r"\begin{table}[t]",
         r"\centering",

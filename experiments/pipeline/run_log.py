@@ -17,7 +17,7 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from data_prep.datasets.generated import MARKER  # the generated dataset's settings file
@@ -154,12 +154,24 @@ def _stage_configs(workdir: Workdir) -> dict[str, dict[str, Any] | None]:
     return configs
 
 
-def write_run_json(workdir: Workdir) -> str:
+def _previous_reports(workdir: Workdir) -> dict[str, Any]:
+    """The `reports` of the run.json there is ({} where there is none or it is broken:
+    a rebuild then starts them afresh)."""
+    try:
+        previous = read_json(workdir.run_json)
+    except ValueError:
+        return {}
+    return (previous or {}).get("reports") or {}
+
+
+def write_run_json(workdir: Workdir, reports: Mapping[str, dict[str, Any]] | None = None) -> str:
     """(Re)builds `results/run.json` from the files the stages saved.
 
     Holds: `configs` (per stage, its saved configuration or manifest, null where the
     stage has not run), `seeds` (every `seed` in them, keyed `<stage>.<path>`),
-    `versions`, `platform` and `commands` (every recorded stage command, in order).
+    `versions`, `platform`, `commands` (every recorded stage command, in order) and
+    `reports`: per result table its caption, header and notes (`report.Report.record`),
+    those of `reports` added to the ones run.json held, which a rebuild keeps.
     Returns the path.
     """
     configs = _stage_configs(workdir)
@@ -174,6 +186,7 @@ def write_run_json(workdir: Workdir) -> str:
         "versions": library_versions(),
         "platform": platform.platform(),
         "commands": read_commands(workdir),
+        "reports": {**_previous_reports(workdir), **(reports or {})},
     }
     write_json_atomically(workdir.run_json, run)
     return workdir.run_json

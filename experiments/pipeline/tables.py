@@ -17,27 +17,32 @@ corrected -log2 p(x) - PNG bits), its threshold chosen on the protocol's val spl
 computed from the likelihood shards; without a `likelihoods/` folder these rows are
 left out with a note.
 
-The first line of each file names the dataset, compression and configuration; for a
-smoke run on generated data it says plainly that the numbers are not comparable with
-the paper's.
+A header line names the dataset, compression and configuration; for a smoke run on
+generated data it says plainly that the numbers are not comparable with the paper's.
+It opens the Markdown, ends the LaTeX caption and is kept in `results/run.json` with
+the notes; the CSV is plain (`report`).
+
+Rows are built as lists of (label, {column: Cell}); a new set of results is a few more
+such rows (`_our_rows` gives those of one set of detectors).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from classifier import data as data_lib
 from classifier.protocols import PROTOCOLS
 from data_prep.datasets import generated
-from data_prep.files import check_writable, read_json, write_text_atomically
+from data_prep.files import check_writable, read_json
 from data_prep.methods import PAPER_METHODS, abbreviation, order_methods
 from experiments.configs import CONFIG_NAMES, load_config
-from experiments.pipeline import detection, loglik_baseline, paper_results
+from experiments.pipeline import detection, loglik_baseline, paper_results, report, run_log
 from experiments.pipeline.workdir import CONFIG_FILE, DETECTION, MANIFEST_FILE, Workdir
 
 MISSING = "missing"
@@ -83,15 +88,8 @@ class Cell:
 _NOT_GIVEN = Cell(placeholder=NOT_APPLICABLE)
 
 
-@dataclasses.dataclass(frozen=True)
-class Table:
-    """A rendered-to-be table: header line, column names, labelled rows, notes."""
-
-    name: str
-    header: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[str, dict[str, Cell]], ...]
-    notes: tuple[str, ...]
+# A labelled row: (label, {column: cell}).
+Row = tuple[str, dict[str, Cell]]
 
 
 # --- what the run was ----------------------------------------------------------------
@@ -269,7 +267,7 @@ def baseline_label(score: str, metric_label: str) -> str:
 
 def _baseline_rows(
     baselines: Baselines | None, protocol: str, methods: Sequence[str], average: bool
-) -> list[tuple[str, dict[str, Cell]]]:
+) -> list[Row]:
     if baselines is None:
         return []
     found = baselines.get(protocol, {})
@@ -283,10 +281,7 @@ def _baseline_rows(
                 ok = value is not None and not np.isnan(value)
                 row[abbreviation(method)] = Cell(100.0 * value) if ok else Cell()
             if average:
-                complete = not any(c.missing for c in row.values())
-                row["Avg"] = (
-                    Cell(float(np.mean([c.value for c in row.values()]))) if complete else Cell()
-                )
+                row["Avg"] = _mean_cell(row.values())
             rows.append((baseline_label(score, label), row))
     return rows
 
@@ -326,9 +321,38 @@ _ACCURACY_NOTE = (
 )
 
 
+def _our_rows(
+    results: dict[str, dict | None], paper: dict[str, Cell], average: bool, name: str = OURS
+) -> list[Row]:
+    """The rows of one set of detectors: frame accuracy, its difference with the paper,
+    then EXTRA_METRICS; with `average`, an `Avg` column (the accuracy's interval from
+    `_average_cell`, the other metrics' plain means)."""
+    accuracy = _ours_row(results, "frame_accuracy")
+    if average:
+        accuracy["Avg"] = _average_cell(results)
+    rows = [
+        (f"{name}: frame accuracy (%)", accuracy),
+        ("Difference (this run - paper)", _difference_row(accuracy, paper)),
+    ]
+    for metric, label in EXTRA_METRICS:
+        row = _ours_row(results, metric)
+        if average:
+            row["Avg"] = _mean_cell(row.values())
+        rows.append((f"{name}: {label}", row))
+    return rows
+
+
+def _mean_cell(cells: Iterable[Cell]) -> Cell:
+    """The mean of the cells' values; missing unless every cell has one."""
+    cells = list(cells)
+    if any(c.missing for c in cells):
+        return Cell()
+    return Cell(float(np.mean([c.value for c in cells])))
+
+
 def table1(
     workdir: Workdir, header: str, methods: Sequence[str], baselines: Baselines | None = None
-) -> Table:
+) -> report.Report:
     """Table 1 (known attacks) from `detection/known`, one column per method.
 
     `baselines` (from `load_baselines`) adds the baseline rows at the end; None: a
@@ -336,26 +360,21 @@ def table1(
     """
     results, reasons = load_results(workdir, "known", methods)
     columns = tuple(abbreviation(m) for m in methods)
-    ours = _ours_row(results, "frame_accuracy")
     paper = _paper_row(paper_results.TABLE1_PAPER, columns)
     rows = [
         (f"{name} (FF++, quoted in paper)", _paper_row(values, columns))
         for name, values in paper_results.TABLE1_BASELINES
     ]
-    rows += [
-        (paper_results.PAPER_METHOD, paper),
-        (f"{OURS}: frame accuracy (%)", ours),
-        ("Difference (this run - paper)", _difference_row(ours, paper)),
-    ]
-    rows += [(f"{OURS}: {label}", _ours_row(results, m)) for m, label in EXTRA_METRICS]
+    rows.append((paper_results.PAPER_METHOD, paper))
+    rows += _our_rows(results, paper, average=False)
     rows += _baseline_rows(baselines, "known", methods, average=False)
-    return Table(
-        name="table1",
-        header=header,
-        columns=columns,
-        rows=tuple(rows),
+    return _report(
+        "table1",
+        header,
+        columns,
+        rows,
+        caption="Table 1: known attacks (train and test on real + the column's method).",
         notes=(
-            "Table 1: known attacks (train and test on real + the column's method).",
             _ACCURACY_NOTE,
             *_not_given_notes(methods, average=False),
             *_missing_notes(reasons),
@@ -366,7 +385,7 @@ def table1(
 
 def table2(
     workdir: Workdir, header: str, methods: Sequence[str], baselines: Baselines | None = None
-) -> Table:
+) -> report.Report:
     """Table 2 (leave-one-out) from `detection/loo`, with the average column.
 
     The paper's average is over its four methods; beside another set of methods it
@@ -378,29 +397,20 @@ def table2(
     if tuple(methods) == PAPER_METHODS:
         paper_values["Avg"] = paper_results.TABLE2_PAPER_AVG
     paper = _paper_row(paper_values, columns)
-    ours = {**_ours_row(results, "frame_accuracy"), "Avg": _average_cell(results)}
-    extra = []
-    for metric, label in EXTRA_METRICS:
-        row = _ours_row(results, metric)
-        complete = not any(c.missing for c in row.values())
-        row["Avg"] = Cell(float(np.mean([c.value for c in row.values()]))) if complete else Cell()
-        extra.append((f"{OURS}: {label}", row))
-    rows = (
-        (paper_results.PAPER_METHOD, paper),
-        (f"{OURS}: frame accuracy (%)", ours),
-        ("Difference (this run - paper)", _difference_row(ours, paper)),
-        *extra,
-        *_baseline_rows(baselines, "loo", methods, average=True),
-    )
+    rows = [(paper_results.PAPER_METHOD, paper)]
+    rows += _our_rows(results, paper, average=True)
+    rows += _baseline_rows(baselines, "loo", methods, average=True)
     others = _number(len(methods) - 1)
-    return Table(
-        name="table2",
-        header=header,
-        columns=columns,
-        rows=rows,
-        notes=(
+    return _report(
+        "table2",
+        header,
+        columns,
+        rows,
+        caption=(
             f"Table 2: unseen attacks, leave-one-out (train on real + the other {others} "
-            "methods, test on real + the column's method).",
+            "methods, test on real + the column's method)."
+        ),
+        notes=(
             _ACCURACY_NOTE,
             f"Avg interval: the {_number(len(methods))} methods' bootstrap replicates averaged.",
             *_not_given_notes(methods, average=True),
@@ -410,80 +420,39 @@ def table2(
     )
 
 
-# --- rendering -----------------------------------------------------------------------
-
-
-def to_csv(table: Table) -> str:
-    """CSV: a `# header` line, then `row` and per column value, ci_low, ci_high."""
-    head = ["row"]
-    for c in table.columns:
-        head += [c, f"{c}_ci_low", f"{c}_ci_high"]
-    lines = [f"# {table.header}", ",".join(head)]
-    for label, cells in table.rows:
-        fields = [_csv_quote(label)]
-        for c in table.columns:
+def _report(
+    name: str,
+    header: str,
+    columns: Sequence[str],
+    rows: Sequence[Row],
+    caption: str,
+    notes: Sequence[str],
+) -> report.Report:
+    """The rows as a report. CSV: `row`, then per column its value (or the cell's
+    placeholder), `<column>_ci_low` and `<column>_ci_high`; text: `Cell.text`."""
+    values, shown = [], []
+    for label, cells in rows:
+        line: dict[str, Any] = {"row": label}
+        for c in columns:
             cell = cells[c]
-            if cell.missing:
-                fields += [cell.placeholder, "", ""]
-            else:
-                fields += [f"{cell.value:.4f}", _num(cell.ci_low), _num(cell.ci_high)]
-        lines.append(",".join(fields))
-    return "\n".join(lines) + "\n"
-
-
-def _num(v: float | None) -> str:
-    return "" if v is None or np.isnan(v) else f"{v:.4f}"
-
-
-def _csv_quote(text: str) -> str:
-    return f'"{text}"' if ("," in text or '"' in text) else text
-
-
-def to_markdown(table: Table) -> str:
-    """Markdown: the header line in italics, the table, then the notes."""
-    lines = [f"_{table.header}_", ""]
-    lines.append("| | " + " | ".join(table.columns) + " |")
-    lines.append("|---|" + "---|" * len(table.columns))
-    for label, cells in table.rows:
-        lines.append(f"| {label} | " + " | ".join(cells[c].text() for c in table.columns) + " |")
-    lines.append("")
-    lines += [f"- {n}" for n in table.notes]
-    return "\n".join(lines) + "\n"
-
-
-_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$"}
-
-
-def _tex(text: str) -> str:
-    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def to_latex(table: Table) -> str:
-    """LaTeX (booktabs): header as a comment and the caption, notes below the caption."""
-    spec = "l" + "c" * len(table.columns)
-    lines = [
-        f"% {table.header}",
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{_tex(table.notes[0])} {_tex(table.header)}}}",
-        rf"\label{{tab:{table.name}}}",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(["", *table.columns]) + r" \\",
-        r"\midrule",
-    ]
-    for label, cells in table.rows:
-        lines.append(
-            " & ".join([_tex(label), *(_tex(cells[c].text()) for c in table.columns)]) + r" \\"
-        )
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [rf"\par\footnotesize {_tex(n)}" for n in table.notes[1:]]
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
+            line[c] = cell.placeholder if cell.missing else cell.value
+            line[f"{c}_ci_low"] = None if cell.missing else cell.ci_low
+            line[f"{c}_ci_high"] = None if cell.missing else cell.ci_high
+        values.append(line)
+        shown.append({"": label, **{c: cells[c].text() for c in columns}})
+    return report.Report(
+        name=name,
+        values=pd.DataFrame(values, dtype=object),
+        shown=pd.DataFrame(shown, dtype=object),
+        caption=caption,
+        header=header,
+        notes=tuple(notes),
+    )
 
 
 def make_tables(workdir: Workdir) -> list[str]:
-    """Writes Tables 1 and 2 as csv, md and tex under `results/`; returns the paths.
+    """Writes Tables 1 and 2 as csv, md and tex under `results/`, their header and
+    notes to `results/run.json`; returns the paths of the tables.
 
     The baseline rows are computed from `likelihoods/` when it holds shards.
 
@@ -500,13 +469,10 @@ def make_tables(workdir: Workdir) -> list[str]:
     methods = table_methods(workdir)
     check_writable(workdir.results)
     baselines = load_baselines(workdir)
-    paths = []
-    for table in (
+    reports = (
         table1(workdir, header, methods, baselines),
         table2(workdir, header, methods, baselines),
-    ):
-        for ext, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
-            path = os.path.join(workdir.results, f"{table.name}.{ext}")
-            write_text_atomically(path, render(table))
-            paths.append(path)
+    )
+    paths = [p for r in reports for p in report.write_report(r, workdir.results)]
+    run_log.write_run_json(workdir, {r.name: r.record() for r in reports})
     return paths
