@@ -25,8 +25,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
+
 from data_prep.datasets.generated import LEVEL_CODECS, describe_level
-from data_prep.files import check_writable, read_json, write_text_atomically
+from data_prep.files import check_writable, read_json
+from experiments.pipeline import report, run_log
 from experiments.pipeline.workdir import Workdir
 
 # evaluation.py's (= detection.METRICS_FILE), spelt here so that building a table
@@ -72,8 +75,8 @@ class CrossTableError(ValueError):
 
 
 @dataclasses.dataclass
-class Cell:
-    """One (training, test set) result; NaN where not given."""
+class Result:
+    """The result of one (training, test set) cell; NaN where not given."""
 
     frame_auc: tuple[float, float, float]  # value, ci_low, ci_high
     video_auc: tuple[float, float, float]
@@ -88,8 +91,8 @@ class Cell:
 class CrossTable:
     rows: list[str]
     columns: list[str]
-    cells: dict[tuple[str, str], Cell]
-    references: dict[tuple[str, str], Cell]  # published figures, same layout
+    cells: dict[tuple[str, str], Result]
+    references: dict[tuple[str, str], Result]  # published figures, same layout
     notes: list[str]
 
 
@@ -161,7 +164,7 @@ def build_table(folders: Sequence[str]) -> CrossTable:
         )
     rows: list[str] = []
     columns: list[str] = []
-    cells: dict[tuple[str, str], Cell] = {}
+    cells: dict[tuple[str, str], Result] = {}
     trained: set[tuple[str, str]] = set()
     evaluated_levels: set[tuple[str, str]] = set()
     for folder in folders:
@@ -184,7 +187,7 @@ def build_table(folders: Sequence[str]) -> CrossTable:
             if column not in columns:
                 columns.append(column)
             counts = part.get("counts", {})
-            cells[(row, column)] = Cell(
+            cells[(row, column)] = Result(
                 frame_auc=_triple(part, "frame_auc"),
                 video_auc=_triple(part, "video_auc"),
                 frames=counts.get("frames"),
@@ -195,7 +198,7 @@ def build_table(folders: Sequence[str]) -> CrossTable:
     generated_levels = sorted(
         {c for dataset, c in evaluated_levels if dataset == "generated" and c in LEVEL_CODECS}
     )
-    references: dict[tuple[str, str], Cell] = {}
+    references: dict[tuple[str, str], Result] = {}
     for key, values in DEEPFAKEBENCH.items():
         if key not in trained:
             continue
@@ -203,7 +206,7 @@ def build_table(folders: Sequence[str]) -> CrossTable:
             column = _DATASET_NAMES[dataset]
             if column in columns:
                 nan = float("nan")
-                references[(DEEPFAKEBENCH_ROW, column)] = Cell(
+                references[(DEEPFAKEBENCH_ROW, column)] = Result(
                     (auc, nan, nan), (nan, nan, nan), None, None, False, "Yan et al. 2023", True
                 )
     notes = [
@@ -244,7 +247,7 @@ def _fmt(triple: tuple[float, float, float]) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _cell_text(cell: Cell | None) -> str:
+def _cell_text(cell: Result | None) -> str:
     if cell is None:
         return MISSING
     if cell.published:  # a frame AUC only
@@ -252,78 +255,47 @@ def _cell_text(cell: Cell | None) -> str:
     return f"{_fmt(cell.frame_auc)} / {_fmt(cell.video_auc)}"
 
 
-def _all_rows(table: CrossTable) -> list[tuple[str, dict[tuple[str, str], Cell]]]:
+def _all_rows(table: CrossTable) -> list[tuple[str, dict[tuple[str, str], Result]]]:
     rows = [(r, table.cells) for r in table.rows]
     if table.references:
         rows.append((DEEPFAKEBENCH_ROW, table.references))
     return rows
 
 
-def to_csv(table: CrossTable) -> str:
-    """Long format: one line per filled cell, ours then published."""
+TITLE = "Cross-dataset and cross-compression evaluation: frame AUC / video AUC [95% CI]."
 
-    def num(v: float) -> str:
-        return "" if math.isnan(v) else f"{v:.6f}"
 
-    def quote(text: str) -> str:
-        return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
-
-    lines = [",".join(CSV_COLUMNS)]
+def to_report(table: CrossTable) -> report.Report:
+    """The table as a report. CSV: long format, one line per filled cell (ours, then
+    published) with CSV_COLUMNS; text: one row per training, one column per test set."""
+    values, shown = [], []
     for row, cells in _all_rows(table):
         kind = "published" if cells is table.references else "ours"
         for column in table.columns:
             cell = cells.get((row, column))
-            if cell is None:
-                continue
-            values = [
-                quote(row),
-                quote(column),
-                kind,
-                *(num(v) for v in cell.frame_auc),
-                *(num(v) for v in cell.video_auc),
-                "" if cell.frames is None else str(cell.frames),
-                "" if cell.videos is None else str(cell.videos),
-                "" if cell.same_dataset is None else str(cell.same_dataset).lower(),
-                quote(cell.source),
-            ]
-            lines.append(",".join(values))
-    return "\n".join(lines) + "\n"
-
-
-def to_markdown(table: CrossTable) -> str:
-    lines = [
-        "Cross-dataset and cross-compression evaluation: frame AUC / video AUC [95% CI].",
-        "",
-        "| Trained on | " + " | ".join(table.columns) + " |",
-        "|---" * (len(table.columns) + 1) + "|",
-    ]
-    for row, cells in _all_rows(table):
-        texts = [_cell_text(cells.get((row, c))) for c in table.columns]
-        lines.append(f"| {row} | " + " | ".join(texts) + " |")
-    lines += ["", *(f"- {n}" for n in table.notes)]
-    return "\n".join(lines) + "\n"
-
-
-_TEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$"}
-
-
-def _tex(text: str) -> str:
-    return "".join(_TEX_ESCAPES.get(c, c) for c in text)
-
-
-def to_latex(table: CrossTable) -> str:
-    lines = [
-        r"\begin{tabular}{l" + "c" * len(table.columns) + "}",
-        r"\hline",
-        "Trained on & " + " & ".join(_tex(c) for c in table.columns) + r" \\",
-        r"\hline",
-    ]
-    for row, cells in _all_rows(table):
-        texts = [_tex(_cell_text(cells.get((row, c)))) for c in table.columns]
-        lines.append(_tex(row) + " & " + " & ".join(texts) + r" \\")
-    lines += [r"\hline", r"\end{tabular}"]
-    lines += [f"% {_tex(n)}" for n in table.notes]
-    return "\n".join(lines) + "\n"
+            if cell is not None:
+                values.append(
+                    (
+                        row,
+                        column,
+                        kind,
+                        *cell.frame_auc,
+                        *cell.video_auc,
+                        cell.frames,
+                        cell.videos,
+                        cell.same_dataset,
+                        cell.source,
+                    )
+                )
+        shown.append([row, *(_cell_text(cells.get((row, c))) for c in table.columns)])
+    return report.Report(
+        name=CROSS_NAME,
+        values=pd.DataFrame(values, columns=list(CSV_COLUMNS), dtype=object),
+        shown=pd.DataFrame(shown, columns=["Trained on", *table.columns], dtype=object),
+        caption=TITLE,
+        notes=tuple(table.notes),
+        float_format="%.6f",
+    )
 
 
 def expand_folders(specs: Sequence[str]) -> list[str]:
@@ -350,12 +322,10 @@ def expand_folders(specs: Sequence[str]) -> list[str]:
 
 
 def make_cross_table(workdir: Workdir, folders: Sequence[str]) -> list[str]:
-    """Writes `results/cross.{csv,md,tex}` of the workdir; returns their paths."""
-    table = build_table(folders)
+    """Writes `results/cross.{csv,md,tex}` of the workdir, its notes to
+    `results/run.json`; returns the paths of the table (csv, md, tex)."""
+    table = to_report(build_table(folders))
     check_writable(workdir.results)
-    paths = []
-    for ext, render in (("csv", to_csv), ("md", to_markdown), ("tex", to_latex)):
-        path = os.path.join(workdir.results, f"{CROSS_NAME}.{ext}")
-        write_text_atomically(path, render(table))
-        paths.append(path)
+    paths = report.write_report(table, workdir.results)
+    run_log.write_run_json(workdir, {table.name: table.record()})
     return paths
