@@ -8,7 +8,7 @@ Usage:
 DIR holds images `NAME.png` (or .jpg, ...) with optional masks `NAME_mask.png` beside
 them, white where manipulated (e.g. frames of FF++ with their mask frames). The largest
 face of each image is cropped as in training, its mask with the same box; writes
-`OUT/images.{csv,md}` (per image: image log-likelihood under both models, PNG
+`OUT/images.{csv,md,tex}` (per image: image log-likelihood under both models, PNG
 complexity, pixel AUC/AP of -log-likelihood and of the likelihood ratio against the
 mask) and `OUT/fig_images.png`. Images without a face or unreadable are reported and
 skipped (exit 3). Library: `experiments.pipeline.image_localisation`.

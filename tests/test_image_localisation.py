@@ -67,7 +67,7 @@ def test_ffpp_examples_are_scored_against_their_mask(shared_data, tmp_path):
         FaceDetector(settings.fast),
     )
     assert np.array_equal(crop, crop_mask(mask, box, settings.crop_size))
-    table = pd.read_csv(os.path.join(out, image_localisation.CSV), comment="#")
+    table = pd.read_csv(os.path.join(out, image_localisation.CSV))
     assert list(table.columns) == list(image_localisation.COLUMNS) and len(table) == 3
     assert os.path.getsize(os.path.join(out, image_localisation.FIGURE)) > 1000
 

@@ -1,6 +1,7 @@
-"""Localisation against the manipulation masks (experiments.pipeline.localisation):
-histogram metrics against sklearn, the shuffled-mask control, frames without a mask
-counted, the threshold chosen on val, and the output files, on generated maps."""
+"""Localisation against the manipulation masks (experiments.pipeline.localisation and
+localisation_metrics): histogram metrics against sklearn, the shuffled-mask control,
+frames without a mask counted, the threshold chosen on val, and the output files, on
+generated maps."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from likelihood_helpers import quarter_mask, write_masked_shard
 from sklearn import metrics as sk_metrics
 
 from data_prep.methods import ORIGINAL
-from experiments.pipeline import localisation
+from experiments.pipeline import localisation, localisation_metrics
 from experiments.pipeline.workdir import Workdir
 
 SIZE = 64
@@ -55,33 +56,33 @@ def test_histogram_auc_and_ap_equal_sklearn_on_the_binned_scores():
     rng = np.random.default_rng(1)
     y = rng.random(5000) < 0.3
     s = rng.normal(10, 3, 5000) + 1.5 * y
-    index = localisation.bin_index(s, "neg_loglik")
-    pos = np.bincount(index[y], minlength=localisation.BINS)
-    neg = np.bincount(index[~y], minlength=localisation.BINS)
-    assert localisation.histogram_auc(pos, neg) == pytest.approx(
+    index = localisation_metrics.bin_index(s, "neg_loglik")
+    pos = np.bincount(index[y], minlength=localisation_metrics.BINS)
+    neg = np.bincount(index[~y], minlength=localisation_metrics.BINS)
+    assert localisation_metrics.histogram_auc(pos, neg) == pytest.approx(
         sk_metrics.roc_auc_score(y, index), abs=1e-12
     )
-    assert localisation.histogram_ap(pos, neg) == pytest.approx(
+    assert localisation_metrics.histogram_ap(pos, neg) == pytest.approx(
         sk_metrics.average_precision_score(y, index), abs=1e-12
     )
     # 0.02-nat bins: the binned AUC is the exact one to within the pairs sharing a bin.
-    assert localisation.histogram_auc(pos, neg) == pytest.approx(
+    assert localisation_metrics.histogram_auc(pos, neg) == pytest.approx(
         sk_metrics.roc_auc_score(y, s), abs=2e-3
     )
 
 
 def test_the_control_gives_each_frame_a_mask_of_another_video():
     videos = np.repeat(["a", "b", "c", "d"], [3, 2, 4, 3])
-    source, same = localisation.derangement(videos, seed=0)
+    source, same = localisation_metrics.derangement(videos, seed=0)
     assert sorted(source) == list(range(len(videos))) and same == 0
     assert np.all(videos[source] != videos)
-    assert np.array_equal(source, localisation.derangement(videos, seed=0)[0])
+    assert np.array_equal(source, localisation_metrics.derangement(videos, seed=0)[0])
 
 
 @pytest.mark.slow  # the module's scored tree: ~8 s
 def test_local_trace_localises_random_maps_and_the_control_do_not(scored):
     workdir, _ = scored
-    rows = pd.read_csv(os.path.join(workdir.results, localisation.CSV), comment="#")
+    rows = pd.read_csv(os.path.join(workdir.results, localisation.CSV))
     by = {(r.method, r.score): r for r in rows.itertuples()}
     assert set(rows.score) == {"neg_loglik", "pristine_diff"}  # no background maps here
     for score in ("neg_loglik", "pristine_diff"):
@@ -105,7 +106,7 @@ def test_the_output_files(scored):
     assert sorted(os.path.basename(p) for p in paths) == sorted(
         [localisation.CSV, localisation.MARKDOWN, localisation.LATEX, localisation.FIGURE]
     )
-    rows = pd.read_csv(os.path.join(workdir.results, localisation.CSV), comment="#")
+    rows = pd.read_csv(os.path.join(workdir.results, localisation.CSV))
     assert list(rows.columns) == list(localisation.COLUMNS) and len(rows) == 4
     with open(os.path.join(workdir.results, localisation.MARKDOWN)) as f:
         md = f.read()

@@ -8,7 +8,8 @@ and cropped as in training (`FaceSettings`), its mask cut with the same box
 log-likelihood, its PNG complexity (Serra et al., ICLR 2020), and where there is a mask
 the pixel AUC and AP of the per-pixel scores `neg_loglik` and `likelihood_ratio` (see
 `localisation`), exact (sklearn over the crop's pixels). Written to
-`OUT/images.{csv,md}` and `OUT/fig_images.png` (the first `FIGURE_IMAGES` images).
+`OUT/images.{csv,md,tex}` (`report`) and `OUT/fig_images.png` (the first
+`FIGURE_IMAGES` images).
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as sk_metrics
 
 from data_prep.face_detection import FaceDetector, crop_box, crop_face, crop_mask, track_faces
 from data_prep.face_settings import FaceSettings
-from data_prep.files import atomic_path, check_writable, write_text_atomically
+from data_prep.files import atomic_path, check_writable
 from data_prep.media import IMAGE_EXTENSIONS
+from experiments.pipeline import report
 from experiments.pipeline.loglik_baseline import png_complexity_bits
 from pixelcnn_pp import likelihood
 
 MASK_SUFFIX = "_mask"
-CSV = "images.csv"
-MARKDOWN = "images.md"
+NAME = "images"
+CSV, MARKDOWN, LATEX = (f"{NAME}.{ext}" for ext in report.EXTENSIONS)
 FIGURE = "fig_images.png"
 FIGURE_IMAGES = 12  # rows of the figure: the first images; only these are kept in memory
 COLUMNS: tuple[str, ...] = (
@@ -163,31 +166,38 @@ def image_row(image: ScoredImage) -> dict:
     return row
 
 
-def _text(value) -> str:
+CAPTION = (
+    "Localisation on still images: per image the face crop's log-likelihood and, against "
+    "its mask, the pixel AUC and AP of each per-pixel score."
+)
+NOTES = (
+    "image_loglik: the crop's log-likelihood under the UBM (nats); "
+    "background_image_loglik: under the background model; complexity_bits: its PNG "
+    "size (Serra et al., ICLR 2020).",
+    "pixel AUC/AP against the mask cropped with the face's box: neg_loglik = -the "
+    "UBM's map; likelihood_ratio = background map - UBM map (Ren et al., NeurIPS 2019).",
+)
+
+
+def _shown(value: str | float) -> str:
     if isinstance(value, str):
         return value
-    return "" if not np.isfinite(value) else f"{value:.4f}"
+    return f"{value:.4f}" if np.isfinite(value) else "n/a"
 
 
-def to_csv(rows: Sequence[dict], header: str) -> str:
-    lines = [f"# {header}", ",".join(COLUMNS)]
-    lines += [",".join(_text(row[c]) for c in COLUMNS) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def to_markdown(rows: Sequence[dict], header: str) -> str:
+def to_report(rows: Sequence[dict], header: str) -> report.Report:
+    """The rows as a report: the CSV with COLUMNS, the text without the box."""
     shown = [c for c in COLUMNS if c != "box"]
-    lines = [f"_{header}_", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(_text(row[c]) or "n/a" for c in shown) + " |" for row in rows]
-    lines += [
-        "",
-        "- image_loglik: the crop's log-likelihood under the UBM (nats); "
-        "background_image_loglik: under the background model; complexity_bits: its PNG "
-        "size (Serra et al., ICLR 2020).",
-        "- pixel AUC/AP against the mask cropped with the face's box: neg_loglik = -the "
-        "UBM's map; likelihood_ratio = background map - UBM map (Ren et al., NeurIPS 2019).",
-    ]
-    return "\n".join(lines) + "\n"
+    return report.Report(
+        name=NAME,
+        values=pd.DataFrame(
+            [[row[c] for c in COLUMNS] for row in rows], columns=list(COLUMNS), dtype=object
+        ),
+        shown=pd.DataFrame([[_shown(row[c]) for c in shown] for row in rows], columns=shown),
+        caption=CAPTION,
+        header=header,
+        notes=NOTES,
+    )
 
 
 def plot_images(images: Sequence[ScoredImage], path: str) -> None:
@@ -253,7 +263,6 @@ def localise_images(
         if len(scored) < FIGURE_IMAGES:
             scored.append(image)
     if rows:
-        write_text_atomically(os.path.join(out_dir, CSV), to_csv(rows, header))
-        write_text_atomically(os.path.join(out_dir, MARKDOWN), to_markdown(rows, header))
+        report.write_report(to_report(rows, header), out_dir)
         plot_images(scored, os.path.join(out_dir, FIGURE))
     return rows + failed

@@ -5,7 +5,7 @@ Khodabakhsh & Busch (BIOSIG 2020) classify whole frames from the per-pixel maps
 low where a face was manipulated. This stage measures that against the manipulation
 masks (FF++ `masks/` videos, cropped with the face box by the face stage; mask > 0 is
 a manipulated pixel) on the test split, per method, for fake frames that have a mask
-(frames without one are counted and left out; originals are not scored). Two
+(frames without one are counted and left out; originals are not scored). Three
 per-pixel anomaly scores (higher = more anomalous):
 
 - `neg_loglik`: `-loglik_map`;
@@ -40,316 +40,59 @@ that share a bin (bins 0.02 nats wide). The per-frame values are exact (sklearn 
 frame's 4096 pixels). The IoU of every bin-edge threshold is accumulated per frame in one
 val pass. The control re-reads the test maps and keeps only the frames' masks, packed to
 bits (512 bytes a frame: 2.3 MB for FF++'s ~4,500 test frames per method).
+
+This module runs the stage (`score_method`, `score_localisation`); reading the maps and
+the scores live in `localisation_maps`, the binned metrics and the bootstrap in
+`localisation_metrics`, the table and the figure in `localisation_report`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
-from matplotlib.figure import Figure
-from sklearn import metrics as sk_metrics
 
 from classifier import data as data_lib
-from data_prep import face_records, likelihood_records
-from data_prep.files import atomic_path, check_writable, read_json, write_text_atomically
-from data_prep.methods import ORIGINAL, abbreviation
-from experiments.pipeline import report, tables
-from experiments.pipeline.workdir import CONFIG_FILE, SHARD_SUFFIX, Workdir
-
-CSV = "localisation.csv"
-MARKDOWN = "localisation.md"
-LATEX = "localisation.tex"
-FIGURE = "fig_localisation.png"
-
-SCORES: tuple[str, ...] = ("neg_loglik", "pristine_diff", "likelihood_ratio")
-SCORE_NOTES = {
-    "neg_loglik": "neg_loglik: -log p(x_i | x_<i), the UBM's per-pixel map negated.",
-    "pristine_diff": (
-        "pristine_diff: mean pristine map (train-split originals, per pixel) - the map: "
-        "how much less likely a pixel is than usual at that position."
-    ),
-    "likelihood_ratio": (
-        "likelihood_ratio: log p_background(x_i | x_<i) - log p_UBM(x_i | x_<i), the "
-        "background PixelCNN++ trained on pristine crops with {rate} of their values "
-        "replaced at random (Ren et al., NeurIPS 2019)."
-    ),
-}
-# Fixed score ranges (nats) of the 4096 histogram bins: per pixel the RGB joint
-# log-likelihood is <= 0 and rarely below -80 nats.
-SCORE_RANGES: dict[str, tuple[float, float]] = {
-    "neg_loglik": (0.0, 80.0),
-    "pristine_diff": (-40.0, 40.0),
-    "likelihood_ratio": (-40.0, 40.0),
-}
-BINS = 4096
-QUANTILES = np.round(np.arange(0.01, 1.0, 0.01), 2)  # IoU threshold candidates (val)
-BATCH = 64  # maps per batch: [64, 4096] pixel scores and a [64, 4097] IoU curve
-COLUMNS: tuple[str, ...] = (
-    "method",
-    "score",
-    "videos",
-    "frames",
-    "frames_without_mask",
-    "frames_degenerate",
-    "mask_fraction",
-    "pixel_auc",
-    "pixel_auc_low",
-    "pixel_auc_high",
-    "pixel_ap",
-    "pixel_ap_low",
-    "pixel_ap_high",
-    "frame_auc_mean",
-    "frame_auc_low",
-    "frame_auc_high",
-    "frame_ap_mean",
-    "frame_ap_low",
-    "frame_ap_high",
-    "iou",
-    "iou_threshold",
-    "val_iou",
-    "val_frames",
-    "control_pixel_auc",
-    "clipped_fraction",
+from data_prep.files import check_writable
+from experiments.pipeline import report, run_log, tables
+from experiments.pipeline.localisation_maps import (
+    SCORES,
+    background_maps,
+    background_shards_complete,
+    pristine_mean_map,
+    read_batches,
+    score_maps,
 )
+from experiments.pipeline.localisation_metrics import (
+    BINS,
+    SCORE_RANGES,
+    bin_edge,
+    bin_index,
+    bootstrap_replicates,
+    derangement,
+    frame_auc_ap,
+    frame_histograms,
+    histogram_ap,
+    histogram_auc,
+    interval,
+    iou_curve,
+    quantile_candidates,
+)
+from experiments.pipeline.localisation_report import (
+    COLUMNS,
+    NAME,
+    Example,
+    notes,
+    plot_examples,
+    to_report,
+)
+from experiments.pipeline.workdir import Workdir
 
-
-# --- histogram metrics --------------------------------------------------------------
-
-
-def bin_index(scores: np.ndarray, score: str) -> np.ndarray:
-    """Bin of each score (int64, same shape) in [0, BINS) over SCORE_RANGES[score]."""
-    low, high = SCORE_RANGES[score]
-    index = np.floor((np.asarray(scores, np.float64) - low) * (BINS / (high - low)))
-    return np.clip(index, 0, BINS - 1).astype(np.int64)
-
-
-def bin_edge(score: str, k: int) -> float:
-    """The lower edge of bin k: the threshold `index >= k` stands for."""
-    low, high = SCORE_RANGES[score]
-    return float(low + k * (high - low) / BINS)
-
-
-def histogram_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """ROC AUC from per-bin counts [..., BINS] (higher bin = more anomalous): the
-    probability that a positive pixel outscores a negative one, ties (same bin) half.
-    Equals sklearn's roc_auc_score on the binned scores. NaN without both classes."""
-    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
-    below = np.cumsum(neg, axis=-1) - neg
-    n_pos, n_neg = pos.sum(axis=-1), neg.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (pos * (below + 0.5 * neg)).sum(axis=-1) / (n_pos * n_neg)
-
-
-def histogram_ap(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """Average precision from per-bin counts [..., BINS] (sklearn's definition on the
-    binned scores: sum over thresholds of recall increment x precision)."""
-    pos = np.asarray(pos, np.float64)[..., ::-1]
-    neg = np.asarray(neg, np.float64)[..., ::-1]
-    tp, fp = np.cumsum(pos, axis=-1), np.cumsum(neg, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
-        return (pos * precision).sum(axis=-1) / pos.sum(axis=-1)
-
-
-def frame_histograms(index: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame bin counts of positive and negative pixels.
-
-    Args:
-      index: int64 [B, N] bins; positive: bool [B, N].
-    Returns:
-      (pos, neg) int64 [B, BINS] each.
-    """
-    b = index.shape[0]
-    flat = index + BINS * np.arange(b)[:, None]
-    pos = np.bincount(flat[positive], minlength=b * BINS).reshape(b, BINS)
-    neg = np.bincount(flat[~positive], minlength=b * BINS).reshape(b, BINS)
-    return pos, neg
-
-
-def iou_curve(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """IoU of `bin >= k` with the mask for every k in 0..BINS, per frame.
-
-    Args:
-      pos, neg: per-frame counts [B, BINS].
-    Returns:
-      float64 [B, BINS + 1]; 1 where prediction and mask are both empty.
-    """
-    zeros = np.zeros((pos.shape[0], 1))
-    tp = np.concatenate([np.cumsum(pos[:, ::-1], axis=1)[:, ::-1], zeros], axis=1)
-    fp = np.concatenate([np.cumsum(neg[:, ::-1], axis=1)[:, ::-1], zeros], axis=1)
-    union = pos.sum(axis=1, keepdims=True) + fp
-    return np.where(union > 0, tp / np.maximum(union, 1), 1.0)
-
-
-def quantile_candidates(total: np.ndarray, quantiles: np.ndarray = QUANTILES) -> np.ndarray:
-    """Threshold indices k (predict `bin >= k`) at the quantiles of the pooled counts
-    `total` [BINS]: the fraction of scores below edge k first reaches each quantile."""
-    cdf = np.cumsum(total) / max(total.sum(), 1)
-    return np.unique(np.searchsorted(cdf, quantiles, side="left") + 1).clip(0, BINS)
-
-
-def frame_auc_ap(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact per-frame pixel AUC and AP (sklearn); NaN where a mask is all 0 or all 1.
-
-    scores float [B, N], positive bool [B, N] -> (auc [B], ap [B]).
-    """
-    auc = np.full(len(scores), np.nan)
-    ap = np.full(len(scores), np.nan)
-    for i, (s, y) in enumerate(zip(scores, positive, strict=True)):
-        if 0 < y.sum() < y.size:
-            auc[i] = sk_metrics.roc_auc_score(y, s)
-            ap[i] = sk_metrics.average_precision_score(y, s)
-    return auc, ap
-
-
-def derangement(videos: Sequence[str], seed: int) -> tuple[np.ndarray, int]:
-    """A seeded permutation `source` of the frames (frame i gets the mask of frame
-    source[i]) that gives each frame a mask of another video where possible: the videos
-    in a seeded order, the frames cycled by the longest video's length (by half the
-    frames when one video holds more than half). Returns (source int64 [N], frames left
-    with a mask of their own video)."""
-    videos = np.asarray(videos)
-    n = len(videos)
-    if n == 0:
-        return np.zeros(0, np.int64), 0
-    names, inverse, counts = np.unique(videos, return_inverse=True, return_counts=True)
-    rank = np.random.default_rng(seed).permutation(len(names))[inverse]
-    order = np.lexsort((np.arange(n), rank))
-    shift = int(counts.max()) if n >= 2 * counts.max() else max(n // 2, 1)
-    source = np.empty(n, np.int64)
-    source[order] = order[(np.arange(n) + shift) % n]
-    return source, int(np.sum(videos[source] == videos))
-
-
-# --- reading maps -------------------------------------------------------------------
-
-_READ_SPEC = {
-    **{
-        k: likelihood_records.LIKELIHOOD_FEATURE_SPEC[k]
-        for k in ("loglik_map", "map_size", "video", "frame")
-    },
-    **face_records.MASK_FEATURE_SPEC,
-}
-
-
-def _parser(map_size: int):
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        parsed = tf.io.parse_single_example(serialized, _READ_SPEC)
-        loglik = likelihood_records.decode_map(parsed.pop("loglik_map"), parsed.pop("map_size"))
-        parsed["loglik_map"] = tf.ensure_shape(loglik, [map_size, map_size])
-        parsed["has_mask"], parsed["mask"] = face_records.decode_mask(parsed.pop("mask"), map_size)
-        return parsed
-
-    return parse
-
-
-def read_batches(
-    likelihoods_dir: str,
-    split: str,
-    source: str,
-    map_size: int = 64,
-    background_dir: str | None = None,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Batches of one folder in shard order (the same order on every read): `loglik_map`
-    float32 [B, S, S], `has_mask` bool [B], `mask` uint8 [B, S, S], `video` str [B],
-    `frame` int64 [B]; with `background_dir`, also `background_map` float32 [B, S, S],
-    the background model's maps of the same crops (its shards must mirror these:
-    `background_shards_complete`).
-
-    Raises:
-      ValueError: a background record is not of the same video and frame.
-    """
-    shards = data_lib.folder_shards(likelihoods_dir, split, source)
-    if not shards:
-        return
-    parse = _parser(map_size)
-    dataset = tf.data.TFRecordDataset(shards).map(parse)
-    if background_dir is not None:
-        mirrored = [
-            os.path.join(background_dir, os.path.relpath(p, likelihoods_dir)) for p in shards
-        ]
-        background = tf.data.TFRecordDataset(mirrored).map(parse)
-        dataset = tf.data.Dataset.zip(dataset, background).map(_with_background)
-    for batch in dataset.batch(BATCH).prefetch(2):
-        out = {k: v.numpy() for k, v in batch.items()}
-        out["video"] = out["video"].astype(str)
-        if background_dir is not None:
-            mismatch = (out["video"] != out.pop("background_video").astype(str)) | (
-                out["frame"] != out.pop("background_frame")
-            )
-            if mismatch.any():
-                raise ValueError(
-                    f"The background maps in {background_dir!r} ({split}/{source}) are not of "
-                    f"the crops of {likelihoods_dir!r} (video {out['video'][mismatch][0]}): "
-                    "delete that folder and re-run extract_likelihoods --background."
-                )
-        yield out
-
-
-def _with_background(ubm: dict, background: dict) -> dict:
-    out = dict(ubm)
-    out["background_map"] = background["loglik_map"]
-    out["background_video"] = background["video"]
-    out["background_frame"] = background["frame"]
-    return out
-
-
-def background_shards_complete(likelihoods_dir: str, background_dir: str, method: str) -> bool:
-    """Whether every val and test shard of `method` has a background map shard."""
-    for split in ("val", "test"):
-        for path in data_lib.folder_shards(likelihoods_dir, split, method):
-            if not os.path.isfile(
-                os.path.join(background_dir, os.path.relpath(path, likelihoods_dir))
-            ):
-                return False
-    return True
-
-
-def pristine_mean_map(likelihoods_dir: str, map_size: int = 64) -> np.ndarray | None:
-    """Per-pixel mean float64 [S, S] of the train split's original maps (None: none)."""
-    total, count = np.zeros((map_size, map_size)), 0
-    for batch in read_batches(likelihoods_dir, "train", ORIGINAL, map_size):
-        total += batch["loglik_map"].sum(axis=0, dtype=np.float64)
-        count += len(batch["loglik_map"])
-    return total / count if count else None
-
-
-def score_maps(
-    loglik: np.ndarray,
-    score: str,
-    mean_map: np.ndarray | None,
-    background: np.ndarray | None = None,
-) -> np.ndarray:
-    """Anomaly scores [B, S, S] (higher = more anomalous) of maps [B, S, S]; `background`
-    [B, S, S]: the background model's maps of the same crops (likelihood_ratio)."""
-    if score == "neg_loglik":
-        return -loglik.astype(np.float64)
-    if score == "pristine_diff":
-        return mean_map[None] - loglik
-    if score == "likelihood_ratio":
-        return background.astype(np.float64) - loglik
-    raise ValueError(f"Unknown localisation score {score!r}: one of {', '.join(SCORES)}.")
-
-
-# --- one method ---------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Example:
-    """The figure's frame: video, frame, loglik [S, S], mask [S, S], background map
-    [S, S] (None without one)."""
-
-    video: str
-    frame: int
-    loglik: np.ndarray
-    mask: np.ndarray
-    background: np.ndarray | None = None
+CSV, MARKDOWN, LATEX = (f"{NAME}.{ext}" for ext in report.EXTENSIONS)
+FIGURE = "fig_localisation.png"
 
 
 def available_scores(mean_map: bool, background: bool) -> list[str]:
@@ -403,38 +146,6 @@ def choose_thresholds(
     return chosen, frames
 
 
-def _bootstrap(
-    video_pos: np.ndarray,
-    video_neg: np.ndarray,
-    frame_sums: np.ndarray,
-    weights: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Bootstrap replicates of the pooled AUC/AP and the per-frame means.
-
-    video_pos/neg [V, BINS]; frame_sums [V, 3] (sum AUC, sum AP, frames with an AUC);
-    weights [R, V] (times each video is drawn) -> {name: [R]}.
-    """
-    out = {"pixel_auc": [], "pixel_ap": [], "frame_auc": [], "frame_ap": []}
-    for chunk in np.array_split(weights, max(1, -(-len(weights) // 100))):  # [<=100, 2, BINS]
-        pos = chunk @ video_pos.astype(np.float64)
-        neg = chunk @ video_neg.astype(np.float64)
-        sums = chunk @ frame_sums
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["pixel_auc"].append(histogram_auc(pos, neg))
-            out["pixel_ap"].append(histogram_ap(pos, neg))
-            out["frame_auc"].append(sums[:, 0] / sums[:, 2])
-            out["frame_ap"].append(sums[:, 1] / sums[:, 2])
-    return {k: np.concatenate(v) for k, v in out.items()}
-
-
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    samples = samples[np.isfinite(samples)]
-    if samples.size == 0:
-        return math.nan, math.nan
-    low, high = np.quantile(samples, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def score_method(
     likelihoods_dir: str,
     method: str,
@@ -443,7 +154,7 @@ def score_method(
     seed: int = 0,
     map_size: int = 64,
     background_dir: str | None = None,
-) -> tuple[list[dict], _Example | None]:
+) -> tuple[list[dict], Example | None]:
     """The localisation rows of one method (one per score) and the figure's frame.
 
     Reads `val/<method>` once (thresholds) and `test/<method>` twice (metrics, then
@@ -487,7 +198,7 @@ def score_method(
             good = np.flatnonzero((fraction > 0) & (fraction < 1))
             if good.size:
                 i = int(good[0])
-                example = _Example(
+                example = Example(
                     batch["video"][i],
                     int(batch["frame"][i]),
                     batch["loglik_map"][i],
@@ -566,11 +277,11 @@ def score_method(
                     clipped_fraction=clipped[s] / (n * map_size * map_size),
                 )
             if weights is not None:
-                replicates = _bootstrap(
+                replicates = bootstrap_replicates(
                     np.stack(video_pos[s]), np.stack(video_neg[s]), np.stack(frame_sums[s]), weights
                 )
                 for name, samples in replicates.items():
-                    row[f"{name}_low"], row[f"{name}_high"] = _interval(samples)
+                    row[f"{name}_low"], row[f"{name}_high"] = interval(samples)
         if s in thresholds and iou_values[s]:
             k, val_iou = thresholds[s]
             row.update(
@@ -580,225 +291,12 @@ def score_method(
     return rows, example
 
 
-# --- outputs ------------------------------------------------------------------------
-
-
-def _format(value, column: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{value:.4f}" if column != "clipped_fraction" else f"{value:.2e}"
-
-
-def notes(mean_map_available: bool, background_rate: float | None = None) -> list[str]:
-    """What each score and column is (the md and tex notes); `background_rate`: the
-    background model's perturbation rate (None: no background maps)."""
-    lines = [
-        "Localisation against the manipulation masks (mask > 0 = manipulated pixel), "
-        "test split, fake frames with a mask; originals not scored.",
-        SCORE_NOTES["neg_loglik"],
-        SCORE_NOTES["pristine_diff"]
-        if mean_map_available
-        else "pristine_diff: not computed (no train-split original maps).",
-        SCORE_NOTES["likelihood_ratio"].format(rate=f"{background_rate:.0%}")
-        if background_rate is not None
-        else "likelihood_ratio: not computed (no background model maps: train_ubm "
-        "--background, then extract_likelihoods --background).",
-        "pixel_auc/pixel_ap: pooled over every pixel of every frame (4096-bin histograms); "
-        "frame_*_mean: mean over frames whose mask is neither all 0 nor all 1 "
-        "(frames_degenerate: left out); [low, high]: 95% bootstrap interval, videos "
-        "resampled.",
-        "iou: mean test IoU of score >= iou_threshold, the threshold maximising the mean "
-        "IoU on the val split's fake frames (val_iou), among its score quantiles.",
-        "control_pixel_auc: pooled AUC with the masks permuted across frames of other "
-        "videos: what the masks' usual place alone is worth (0.5 where masks fall "
-        "anywhere); compare pixel_auc with it.",
-        "mask area: share of manipulated pixels (the AP of a random score; the IoU of "
-        "marking every pixel).",
-        "frames_without_mask: fake test frames without a mask, left out.",
-    ]
-    return lines
-
-
-def to_csv(rows: Sequence[dict], header: str) -> str:
-    """`# header`, then one line per row with COLUMNS (NaN as empty)."""
-    lines = [f"# {header}", ",".join(COLUMNS)]
-    for row in rows:
-        fields = []
-        for c in COLUMNS:
-            text = _format(row[c], c)
-            fields.append("" if text == "n/a" else text)
-        lines.append(",".join(fields))
-    return "\n".join(lines) + "\n"
-
-
-_SHOWN = (
-    ("method", "method"),
-    ("score", "score"),
-    ("frames", "frames"),
-    ("frames_without_mask", "no mask"),
-    ("mask_fraction", "mask area"),
-    ("pixel_auc", "pixel AUC"),
-    ("pixel_ap", "pixel AP"),
-    ("frame_auc_mean", "frame AUC"),
-    ("frame_ap_mean", "frame AP"),
-    ("iou", "IoU"),
-    ("iou_threshold", "threshold"),
-    ("control_pixel_auc", "control AUC"),
-)
-
-
-def _cell(row: dict, column: str) -> str:
-    if column == "method":
-        return abbreviation(row["method"])
-    text = _format(row[column], column)
-    prefix = {"pixel_auc": "pixel_auc", "pixel_ap": "pixel_ap"}.get(column)
-    prefix = prefix or {"frame_auc_mean": "frame_auc", "frame_ap_mean": "frame_ap"}.get(column)
-    if prefix and text != "n/a" and np.isfinite(row[f"{prefix}_low"]):
-        text += f" [{row[f'{prefix}_low']:.3f}, {row[f'{prefix}_high']:.3f}]"
-    return text
-
-
-def to_markdown(rows: Sequence[dict], header: str, note_lines: Sequence[str]) -> str:
-    """The header line in italics, the table, the notes."""
-    lines = [f"_{header}_", "", "| " + " | ".join(label for _, label in _SHOWN) + " |"]
-    lines.append("|" + "---|" * len(_SHOWN))
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row, c) for c, _ in _SHOWN) + " |")
-    lines.append("")
-    lines += [f"- {n}" for n in note_lines]
-    return "\n".join(lines) + "\n"
-
-
-def to_latex(rows: Sequence[dict], header: str, note_lines: Sequence[str]) -> str:
-    """A booktabs table with the markdown's content."""
-    tex = report.escape_tex
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{tex(note_lines[0])} {tex(header)}}}",
-        r"\label{tab:localisation}",
-        rf"\begin{{tabular}}{{ll{'c' * (len(_SHOWN) - 2)}}}",
-        r"\toprule",
-        " & ".join(tex(label) for _, label in _SHOWN) + r" \\",
-        r"\midrule",
-    ]
-    for row in rows:
-        lines.append(" & ".join(tex(_cell(row, c)) for c, _ in _SHOWN) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [rf"\par\footnotesize {tex(n)}" for n in note_lines[1:]]
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + f"\n% {header}\n"
-
-
-def _overlap(predicted: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """RGB [S, S, 3]: green both, red predicted only, blue mask only, black neither."""
-    rgb = np.zeros((*mask.shape, 3))
-    rgb[predicted & mask] = (0.1, 0.8, 0.1)
-    rgb[predicted & ~mask] = (0.9, 0.1, 0.1)
-    rgb[~predicted & mask] = (0.1, 0.3, 0.9)
-    return rgb
-
-
-def plot_examples(
-    likelihoods_dir: str,
-    examples: dict[str, _Example],
-    rows: Sequence[dict],
-    mean_map: np.ndarray | None,
-    path: str,
-) -> None:
-    """Per method a row: face crop, mask, then per score its map and the overlap of the
-    map thresholded at the val threshold with the mask (a score a method lacks: blank)."""
-    thresholds = {(r["method"], r["score"]): r["iou_threshold"] for r in rows}
-    scores = [s for s in SCORES if any(r["score"] == s for r in rows)]
-    columns = 2 + 2 * len(scores)
-    fig = Figure(figsize=(2.0 * columns, 2.2 * max(len(examples), 1) + 0.6))
-    axes = fig.subplots(max(len(examples), 1), columns, squeeze=False)
-    for i, (method, ex) in enumerate(examples.items()):
-        image = _face_image(likelihoods_dir, method, ex)
-        mask = ex.mask > 0
-        panels = [(image, f"{abbreviation(method)} {ex.video} #{ex.frame}", None)]
-        panels.append((mask, "mask", "gray"))
-        for s in scores:
-            if s == "likelihood_ratio" and ex.background is None:
-                panels += [(None, f"{s}: no background maps", None)] * 2
-                continue
-            background = None if ex.background is None else ex.background[None]
-            values = score_maps(ex.loglik[None], s, mean_map, background)[0]
-            panels.append((values, s, "magma"))
-            threshold = thresholds.get((method, s), math.nan)
-            if np.isfinite(threshold):
-                panels.append(
-                    (_overlap(values >= threshold, mask), f"{s} >= {threshold:.2f}", None)
-                )
-            else:
-                panels.append((np.zeros((*mask.shape, 3)), f"{s}: no val threshold", None))
-        for ax, (picture, title, cmap) in zip(axes[i], panels, strict=True):
-            if picture is not None:
-                ax.imshow(picture, cmap=cmap)
-            ax.set_title(title, fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(
-        "Localisation (test split): overlap green = both, red = score only, blue = mask only"
-    )
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-
-
-def _face_image(likelihoods_dir: str, method: str, ex: _Example) -> np.ndarray | None:
-    path = os.path.join(likelihoods_dir, "test", method, ex.video + SHARD_SUFFIX)
-    for raw in tf.data.TFRecordDataset(path):
-        record = likelihood_records.parse_likelihood_numpy(raw.numpy())
-        if record.face.frame == ex.frame:
-            return record.face.image
-    return None
-
-
-def background_maps(workdir: Workdir) -> tuple[str | None, float | None]:
-    """(the background maps folder, the background model's perturbation rate), or
-    (None, None) where `extract_likelihoods --background` has not run.
-
-    Raises:
-      ValueError: the background maps are not of a background model (rate 0 or
-        unknown).
-    """
-    folder = workdir.background_likelihoods
-    config = read_json(os.path.join(folder, CONFIG_FILE))
-    if config is None:
-        return None, None
-    ubm_config = read_json(os.path.join(config.get("ubm_dir") or "", CONFIG_FILE)) or {}
-    rate = (ubm_config.get("ubm") or {}).get("perturbation_rate")
-    if not rate:
-        raise ValueError(
-            f"{folder!r} holds maps of {config.get('ubm_dir')!r}, which is no background model "
-            "(perturbation_rate 0 or unknown): delete the folder and run extract_likelihoods "
-            "--background with the model of train_ubm --background."
-        )
-    faces = (read_json(os.path.join(workdir.likelihoods, CONFIG_FILE)) or {}).get("faces_dir")
-    background_faces = config.get("faces_dir")
-    if faces and background_faces and os.path.realpath(faces) != os.path.realpath(background_faces):
-        # Records are paired by video and frame (checked on reading); the crops behind
-        # them could still differ.
-        logging.warning(
-            "The background maps in %s are of the crops in %r, the UBM's maps of those in %r: "
-            "check that both are the same face crops.",
-            folder,
-            background_faces,
-            faces,
-        )
-    return folder, float(rate)
-
-
 def score_localisation(
     workdir: Workdir, config_name: str | None = None, bootstrap_samples: int = 200, seed: int = 0
 ) -> list[str]:
     """Scores every method found in the maps; writes `results/localisation.{csv,md,tex}`
-    and `results/fig_localisation.png`; returns the paths.
+    (its notes also to `results/run.json`) and `results/fig_localisation.png`; returns
+    the paths.
 
     Raises:
       FileNotFoundError: no likelihood maps in the workdir.
@@ -850,16 +348,9 @@ def score_localisation(
                 row["control_pixel_auc"],
                 row["iou"],
             )
-    note_lines = notes(mean_map is not None, background_rate)
-    paths = []
-    for name, text in (
-        (CSV, to_csv(rows, header)),
-        (MARKDOWN, to_markdown(rows, header, note_lines)),
-        (LATEX, to_latex(rows, header, note_lines)),
-    ):
-        path = os.path.join(workdir.results, name)
-        write_text_atomically(path, text)
-        paths.append(path)
+    table = to_report(rows, header, notes(mean_map is not None, background_rate))
+    paths = report.write_report(table, workdir.results)
+    run_log.write_run_json(workdir, {table.name: table.record()})
     figure = os.path.join(workdir.results, FIGURE)
     plot_examples(likelihoods_dir, examples, rows, mean_map, figure)
     return paths + [figure]
