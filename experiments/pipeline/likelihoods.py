@@ -39,7 +39,7 @@ from data_prep import face_records, files, likelihood_records
 from data_prep.files import read_json, write_json_atomically
 from experiments.configs.base import ExperimentConfig
 from experiments.pipeline.workdir import CONFIG_FILE, MANIFEST_FILE, SHARD_SUFFIX, Workdir
-from pixelcnn_pp import likelihood
+from pixelcnn_pp import likelihood, strategies
 from pixelcnn_pp.config import MIXED_PRECISION_POLICIES
 
 # images uint8 [N, H, W, 3] -> (maps float32 [N, H, W] nats, image log-lik float32 [N])
@@ -409,14 +409,6 @@ def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
     write_json_atomically(path, config)
 
 
-def make_strategy() -> tf.distribute.Strategy:
-    """Every local GPU (MirroredStrategy) when there are several, else the default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in gpus])
-    return tf.distribute.get_strategy()
-
-
 def extract_likelihoods(
     config: ExperimentConfig,
     workdir: Workdir,
@@ -486,7 +478,9 @@ def extract_likelihoods(
             "(python -m experiments.train_ubm), or point --ubm_dir at the `ubm` folder it wrote."
         )
     files.check_writable(output_dir)
-    strategy = make_strategy()
+    # Several GPUs share each batch (mirrored); one GPU or the CPU: the default strategy.
+    several_gpus = len(tf.config.list_logical_devices("GPU")) > 1
+    strategy = strategies.make_strategy("mirrored" if several_gpus else "default")
     model = likelihood.load_ubm(
         ubm_dir, mixed_precision=precision, strategy=strategy, matmul_dtype=matmul_dtype
     )
