@@ -107,7 +107,7 @@ def test_the_ratio_keeps_what_only_the_ubm_sees_and_cancels_what_both_see(tmp_pa
     localisation.score_localisation(workdir, config_name="smoke", bootstrap_samples=20)
     import pandas as pd
 
-    rows = pd.read_csv(os.path.join(workdir.results, localisation.CSV), comment="#")
+    rows = pd.read_csv(os.path.join(workdir.results, localisation.CSV))
     by = {(r.method, r.score): r for r in rows.itertuples()}
     assert set(rows.score) == set(localisation.SCORES)
     assert by[(UBM_ONLY, "likelihood_ratio")].pixel_auc > 0.99  # the noise cancels too
