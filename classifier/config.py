@@ -9,11 +9,19 @@ import dataclasses
 
 # The paper's evaluation protocols: Table 1 (known attacks), Table 2 (leave-one-out);
 # `classifier.protocols` defines them. The tables read these two only.
-PROTOCOLS: tuple[str, ...] = ("known", "loo")
+KNOWN, LEAVE_ONE_OUT = "known", "loo"
+PROTOCOLS: tuple[str, ...] = (KNOWN, LEAVE_ONE_OUT)
 # Not a table of the paper: one detector trained on real + every method, the model to
 # deploy (`export_model`). Its single folder is `detection/all/all/`.
 ALL = "all"
 DETECTION_PROTOCOLS: tuple[str, ...] = (*PROTOCOLS, ALL)
+# What the LeNet reads (`classifier.inputs`): the likelihood map (the method), and
+# as baselines the crop's pixels, grey or RGB, and the map with the grey pixels.
+MAPS = "maps"
+PIXELS_GREY = "pixels_grey"
+PIXELS_RGB = "pixels_rgb"
+MAPS_AND_GREY = "maps_grey"
+INPUT_KINDS: tuple[str, ...] = (MAPS, PIXELS_GREY, PIXELS_RGB, MAPS_AND_GREY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,3 +34,6 @@ class DetectorConfig:
     balance: str = "class_weights"  # how real/fake imbalance is handled in training
     bootstrap_samples: int = 1000  # resamples over videos for the 95% intervals
     seed: int = 0
+    # One detector per kind for the known and leave-one-out protocols: the maps first
+    # (the method), then the baselines on the same crops (`classifier.inputs`).
+    inputs: tuple[str, ...] = INPUT_KINDS

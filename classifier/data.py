@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_prep import files, likelihood_records
+from classifier.inputs import CHANNELS, MAPS, PLANES, np_planes, planes, select
+from data_prep import face_records, files, likelihood_records
 from data_prep.methods import order_methods
 
 SHARD_SUFFIX = ".tfrecord"
@@ -191,13 +192,15 @@ def _size_error(shards: Sequence[str], map_size: int) -> ValueError:
 
 @dataclasses.dataclass
 class MapScan:
-    """What one streaming pass over some likelihood maps learnt, without the maps.
+    """What one streaming pass over some likelihood records learnt, without the maps.
 
-    count: maps; label_counts: int64 [2] (real, fake); videos: {method: set of
-    videos}; frames: {method: maps}; kinds: the distinct (split, method, label) of the
-    records; mean, m2: running mean and sum of squared deviations of all map values
-    (float64, combined batch by batch with Chan et al.'s parallel formula, which keeps
-    full precision where E[x^2] - E[x]^2 would cancel); values: map values seen.
+    count: records; label_counts: int64 [2] (real, fake); videos: {method: set of
+    videos}; frames: {method: records}; kinds: the distinct (split, method, label) of
+    the records; means, m2s: float64 [len(inputs.PLANES)], the running mean and sum of
+    squared deviations of every plane's values (the map and the crop's red, green,
+    blue and grey), combined batch by batch with Chan et al.'s parallel formula, which
+    keeps full precision where E[x^2] - E[x]^2 would cancel; values: values seen per
+    plane. `mean` and `std` are the map's.
     """
 
     count: int = 0
@@ -205,34 +208,51 @@ class MapScan:
     videos: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     frames: dict[str, int] = dataclasses.field(default_factory=dict)
     kinds: set[tuple[str, str, int]] = dataclasses.field(default_factory=set)
-    mean: float = 0.0
-    m2: float = 0.0
+    means: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(len(PLANES)))
+    m2s: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(len(PLANES)))
     values: int = 0
 
-    def add_moments(self, values: int, mean: float, m2: float) -> None:
-        """Merges the moments of `values` more map values into the running ones."""
+    def add_moments(self, values: int, means: np.ndarray, m2s: np.ndarray) -> None:
+        """Merges the moments of `values` more values of every plane into the running ones."""
         if values == 0:
             return
         total = self.values + values
-        delta = mean - self.mean
-        self.mean += delta * values / total
-        self.m2 += m2 + delta * delta * self.values * values / total
+        delta = np.asarray(means, np.float64) - self.means
+        self.means = self.means + delta * values / total
+        self.m2s = (
+            self.m2s + np.asarray(m2s, np.float64) + delta * delta * self.values * values / total
+        )
         self.values = total
 
     def merge(self, other: MapScan) -> None:
-        """Adds the maps of `other` (another scan) to this one."""
+        """Adds the records of `other` (another scan) to this one."""
         self.count += other.count
         self.label_counts = self.label_counts + other.label_counts
         for method, videos in other.videos.items():
             self.videos.setdefault(method, set()).update(videos)
             self.frames[method] = self.frames.get(method, 0) + other.frames[method]
         self.kinds |= other.kinds
-        self.add_moments(other.values, other.mean, other.m2)
+        self.add_moments(other.values, other.means, other.m2s)
+
+    @property
+    def mean(self) -> float:
+        """Mean of the map values (0 where none)."""
+        return float(self.means[PLANES.index("map")])
+
+    def standardization(self, kind: str = MAPS) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation (floored at 1e-6) of the input `kind`."""
+        stds = np.sqrt(self.m2s / self.values) if self.values else np.zeros(len(PLANES))
+        index = [PLANES.index(c) for c in CHANNELS[kind]]
+        return (
+            [float(self.means[i]) for i in index],
+            [max(float(stds[i]), 1e-6) for i in index],
+        )
 
     @property
     def std(self) -> float:
         """Population standard deviation of the map values (0 where none)."""
-        return float(np.sqrt(self.m2 / self.values)) if self.values else 0.0
+        m2 = self.m2s[PLANES.index("map")]
+        return float(np.sqrt(m2 / self.values)) if self.values else 0.0
 
     def composition(self) -> dict[str, dict[str, int]]:
         """{source: {"videos", "frames"}}, as `LikelihoodSet.composition`."""
@@ -281,7 +301,7 @@ def folder_shards(likelihoods_dir: str, split: str, source: str) -> list[str]:
 def _scan_shards(shards: list[str], split: str, source: str, map_size: int) -> MapScan:
     scan = MapScan()
     dataset = tf.data.TFRecordDataset(shards).map(
-        likelihood_records.parse_map_features, num_parallel_calls=tf.data.AUTOTUNE
+        likelihood_records.parse_map_and_image_features, num_parallel_calls=tf.data.AUTOTUNE
     )
     for batch in dataset.batch(_SCAN_BATCH).prefetch(1):
         sizes = batch["map_size"].numpy()
@@ -304,9 +324,12 @@ def _scan_shards(shards: list[str], split: str, source: str, map_size: int) -> M
         if not np.any(keep):
             continue
         raw = [r for r, k in zip(batch["loglik_map"].numpy(), keep, strict=True) if k]
-        maps = np.frombuffer(b"".join(raw), "<f4").astype(np.float64)
-        batch_mean = float(maps.mean())
-        scan.add_moments(maps.size, batch_mean, float(np.sum((maps - batch_mean) ** 2)))
+        maps = np.frombuffer(b"".join(raw), "<f4").reshape(len(raw), map_size, map_size)
+        pixels = [r for r, k in zip(batch["image"].numpy(), keep, strict=True) if k]
+        images = np.frombuffer(b"".join(pixels), np.uint8).reshape(len(raw), map_size, map_size, 3)
+        values = np_planes(maps, images).reshape(-1, len(PLANES))
+        batch_means = values.mean(axis=0)
+        scan.add_moments(len(values), batch_means, np.sum((values - batch_means) ** 2, axis=0))
         labels = labels[keep]
         scan.count += len(labels)
         scan.label_counts += np.bincount(labels, minlength=2)[:2]
@@ -360,8 +383,10 @@ def stream_maps(
     sources: Sequence[str],
     map_size: int = 64,
     shuffle_seed: int | None = None,
+    kind: str = MAPS,
 ) -> tf.data.Dataset:
-    """The maps of `<split>/<source>/` for `sources`, streamed, one example at a time.
+    """The records of `<split>/<source>/` for `sources`, streamed, one at a time, with
+    the detector's input of `kind` (`classifier.inputs`).
 
     Records of another split or method than their folder are left out (as
     `scan_folders` leaves them out of its counts).
@@ -374,10 +399,12 @@ def stream_maps(
         order is shuffled (afresh each pass, reproducibly from the seed) and
         `_INTERLEAVE` shards are read in turn, so that the example shuffle buffer of
         training is not filled with one source only.
+      kind: the input: `maps` (the map as one channel), or a baseline's pixels.
 
     Returns:
-      A dataset of dicts: `map` float32 [H, W], `label` int64 [], `method`, `video`,
-      `split` string [], `frame` int64 [].
+      A dataset of dicts: `map` float32 [H, W], `input` float32 [H, W, C] (C channels
+      of `kind`, not standardised), `label` int64 [], `method`, `video`, `split`
+      string [], `frame` int64 [].
     """
     # Sorted folders: the order of `load_likelihoods` (and of the predictions rows).
     shards = [
@@ -386,10 +413,20 @@ def stream_maps(
     wanted = tf.constant(list(sources), tf.string)
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        parsed = likelihood_records.parse_map_features(serialized)
+        if kind == MAPS:  # the crop is not decoded
+            parsed = likelihood_records.parse_map_features(serialized)
+        else:
+            parsed = likelihood_records.parse_map_and_image_features(serialized)
         loglik = likelihood_records.decode_map(parsed["loglik_map"], parsed["map_size"])
+        loglik = tf.ensure_shape(loglik, [map_size, map_size])
+        if kind == MAPS:
+            features = loglik[..., None]
+        else:
+            image = face_records.decode_image(parsed["image"], parsed["image_size"])
+            features = select(planes(loglik, image), kind)
         return {
-            "map": tf.ensure_shape(loglik, [map_size, map_size]),
+            "map": loglik,
+            "input": tf.ensure_shape(features, [map_size, map_size, len(CHANNELS[kind])]),
             **{k: parsed[k] for k in ("label", "method", "video", "split", "frame")},
         }
 
@@ -402,6 +439,7 @@ def stream_maps(
         return tf.data.Dataset.from_tensor_slices(
             {
                 "map": tf.zeros([0, map_size, map_size], tf.float32),
+                "input": tf.zeros([0, map_size, map_size, len(CHANNELS[kind])], tf.float32),
                 "label": tf.zeros([0], tf.int64),
                 "method": tf.zeros([0], tf.string),
                 "video": tf.zeros([0], tf.string),

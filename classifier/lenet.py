@@ -32,7 +32,11 @@ two numbers in the layer config: it is saved with the model and adds no paramete
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
 
 LENET_PARAMETERS = 933_442
@@ -40,17 +44,22 @@ LENET_PARAMETERS = 933_442
 
 @keras.saving.register_keras_serializable(package="classifier")
 class MapStandardization(layers.Layer):
-    """`(x - mean) / std` with constants fitted on training maps, saved in the config."""
+    """`(x - mean) / std` per channel, with constants fitted on training inputs and saved
+    in the config. A single float (one-channel maps) or one per channel."""
 
-    def __init__(self, mean: float = 0.0, std: float = 1.0, **kwargs):
+    def __init__(
+        self, mean: float | Sequence[float] = 0.0, std: float | Sequence[float] = 1.0, **kwargs
+    ):
         super().__init__(**kwargs)
-        if not std > 0:
+        if not np.all(np.asarray(std, np.float64) > 0):
             raise ValueError(f"Standard deviation must be positive, got {std}.")
-        self.mean = float(mean)
-        self.std = float(std)
+        self.mean = float(mean) if np.ndim(mean) == 0 else [float(m) for m in mean]
+        self.std = float(std) if np.ndim(std) == 0 else [float(s) for s in std]
 
     def call(self, inputs):
-        return (inputs - self.mean) / self.std
+        mean = tf.constant(self.mean, inputs.dtype)
+        std = tf.constant(self.std, inputs.dtype)
+        return (inputs - mean) / std
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -75,17 +84,19 @@ def _dense_block(x, units: int, name: str, bn_momentum: float):
 def build_lenet(
     input_shape: tuple[int, int, int] = (64, 64, 1),
     num_classes: int = 2,
-    map_mean: float = 0.0,
-    map_std: float = 1.0,
+    map_mean: float | Sequence[float] = 0.0,
+    map_std: float | Sequence[float] = 1.0,
     bn_momentum: float = 0.9,
 ) -> keras.Model:
     """The detector: maps [B, H, W, 1] (nats) to class probabilities [B, num_classes].
 
     Args:
-      input_shape: (H, W, 1); the paper's maps are 64x64.
+      input_shape: (H, W, 1); the paper's maps are 64x64. (H, W, C) for the baselines
+        on pixels (`classifier.inputs`): only the first convolution grows.
       num_classes: 2 (class 0 real, class 1 fake).
       map_mean, map_std: the standardisation of the input maps, fitted on training
-        maps (`classifier.training.fit_standardization`); kept in the saved model.
+        maps (`classifier.training.fit_standardization`), or one per channel; kept in
+        the saved model.
       bn_momentum: decay of the batch-norm moving statistics used at inference. 0.9
         (PyTorch's default, Keras' is 0.99) lets them settle within a few dozen
         steps, which small training sets need; it changes no parameter count.

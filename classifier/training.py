@@ -30,8 +30,9 @@ import tensorflow as tf
 from absl import logging
 
 from classifier import lenet
-from classifier.config import DetectorConfig
+from classifier.config import MAPS, DetectorConfig
 from classifier.data import LikelihoodSet, MapScan
+from classifier.inputs import CHANNELS
 
 BALANCE = "class_weights"
 # Training maps held for shuffling: 10,000 64x64 float32 maps, 160 MiB, whatever the
@@ -46,7 +47,8 @@ class TrainedDetector:
     model: keras.Model
     best_epoch: int  # 1-based epoch whose weights the model holds
     history: list[dict[str, float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
-    standardization: dict[str, float]  # {"mean", "std"} of the training maps
+    # {"mean", "std"} of the training inputs: floats for maps, one per channel otherwise
+    standardization: dict[str, float | list[float]]
     class_weights: dict[int, float]
 
 
@@ -109,26 +111,26 @@ class BestOnValidation(keras.callbacks.Callback):
 
 
 def _pairs(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Examples (dicts of `classifier.data.stream_maps`) to (map [H, W, 1], label)."""
-    return dataset.map(lambda e: (e["map"][..., None], e["label"]))
+    """Examples (dicts of `classifier.data.stream_maps`) to (input [H, W, C], label)."""
+    return dataset.map(lambda e: (e["input"], e["label"]))
 
 
 def _fit(
     train: tf.data.Dataset,
     val: tf.data.Dataset,
     *,
-    map_shape: tuple[int, int],
+    input_shape: tuple[int, int, int],
     num_train: int,
-    standardization: tuple[float, float],
+    standardization: tuple[float | list[float], float | list[float]],
     weights: dict[int, float],
     val_weights: dict[int, float],
     config: DetectorConfig,
     verbose: int,
 ) -> TrainedDetector:
-    """The training loop over unbatched (map [H, W, 1], label) datasets."""
+    """The training loop over unbatched (input [H, W, C], label) datasets."""
     keras.utils.set_random_seed(config.seed)
     mean, std = standardization
-    model = lenet.build_lenet((*map_shape, 1), num_classes=2, map_mean=mean, map_std=std)
+    model = lenet.build_lenet(input_shape, num_classes=2, map_mean=mean, map_std=std)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -220,7 +222,7 @@ def train_detector(
     return _fit(
         pairs(train),
         pairs(val),
-        map_shape=tuple(train.maps.shape[1:]),
+        input_shape=(*train.maps.shape[1:], 1),
         num_train=len(train),
         standardization=fit_standardization(train.maps),
         weights=weights,
@@ -238,19 +240,21 @@ def train_streamed(
     config: DetectorConfig,
     map_size: int = 64,
     verbose: int = 0,
+    kind: str = MAPS,
 ) -> TrainedDetector:
-    """Trains the detector on streamed maps, choosing the epoch on streamed val maps.
+    """Trains the detector on streamed inputs, choosing the epoch on streamed val inputs.
 
     Args:
       train, val: unbatched example streams (`classifier.data.stream_maps`: dicts
-        with `map` float32 [H, W] and `label` int64 []); train in shuffled shard
-        order, re-iterated every epoch.
+        with `input` float32 [H, W, C] of `kind` and `label` int64 []); train in
+        shuffled shard order, re-iterated every epoch.
       train_scan, val_scan: their statistics (`classifier.data.scan_folders`, merged):
         the standardisation is fitted on train_scan, class weights come from the
         counts of each. Only the train and val splits are allowed.
       config: epochs, learning rate, batch size, seed.
       map_size: the map side.
       verbose: Keras fit verbosity.
+      kind: the input (`classifier.inputs`): maps, or a baseline's pixels.
 
     Returns:
       The TrainedDetector holding the best validation epoch's weights.
@@ -278,14 +282,23 @@ def train_streamed(
     return _fit(
         _pairs(train).apply(tf.data.experimental.assert_cardinality(train_scan.count)),
         _pairs(val).apply(tf.data.experimental.assert_cardinality(val_scan.count)),
-        map_shape=(map_size, map_size),
+        input_shape=(map_size, map_size, len(CHANNELS[kind])),
         num_train=train_scan.count,
-        standardization=(train_scan.mean, max(train_scan.std, 1e-6)),
+        standardization=_as_scalar_for_maps(train_scan.standardization(kind)),
         weights=weights,
         val_weights=val_weights,
         config=config,
         verbose=verbose,
     )
+
+
+def _as_scalar_for_maps(
+    standardization: tuple[list[float], list[float]],
+) -> tuple[float | list[float], float | list[float]]:
+    """One mean and deviation as plain floats for one channel (the saved maps models and
+    their metrics.json keep that form), a list per channel otherwise."""
+    mean, std = standardization
+    return (mean[0], std[0]) if len(mean) == 1 else (mean, std)
 
 
 def predict_scores(model: keras.Model, maps: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -296,7 +309,10 @@ def predict_scores(model: keras.Model, maps: np.ndarray, batch_size: int = 256) 
     return probs[:, 1].astype(np.float64)
 
 
-def predict_batch(model: keras.Model, maps: tf.Tensor | np.ndarray) -> np.ndarray:
-    """Fake probabilities float64 [B] of one batch of maps [B, H, W]."""
-    probs = model.predict_on_batch(tf.expand_dims(tf.cast(maps, tf.float32), -1))
+def predict_batch(model: keras.Model, inputs: tf.Tensor | np.ndarray) -> np.ndarray:
+    """Fake probabilities float64 [B] of one batch of maps [B, H, W] or inputs [B, H, W, C]."""
+    inputs = tf.cast(inputs, tf.float32)
+    if inputs.shape.rank == 3:
+        inputs = tf.expand_dims(inputs, -1)
+    probs = model.predict_on_batch(inputs)
     return np.asarray(probs)[:, 1].astype(np.float64)

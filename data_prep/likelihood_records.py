@@ -121,6 +121,12 @@ def parse_map_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     return tf.io.parse_single_example(serialized, MAP_FEATURE_SPEC)
 
 
+def parse_map_and_image_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """`parse_map_features` plus the crop, undecoded: `image` raw bytes and
+    `image_size` int64 [2] (`face_records.decode_image` decodes it). Pure; batchable."""
+    return tf.io.parse_single_example(serialized, LIKELIHOOD_FEATURE_SPEC)
+
+
 def parse_image_loglik(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Parses only `image_loglik` float32 [] and `map_size` int64 [2] (pure; batchable)."""
     return tf.io.parse_single_example(serialized, IMAGE_LOGLIK_FEATURE_SPEC)

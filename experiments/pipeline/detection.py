@@ -37,9 +37,9 @@ import pandas as pd
 from absl import logging
 
 from classifier import data as data_lib
+from classifier import inputs, protocols, training
 from classifier import metrics as metrics_lib
-from classifier import protocols, training
-from classifier.config import ALL, DETECTION_PROTOCOLS, DetectorConfig
+from classifier.config import ALL, DETECTION_PROTOCOLS, LEAVE_ONE_OUT, MAPS, DetectorConfig
 from data_prep.files import (
     atomic_path,
     check_writable,
@@ -57,9 +57,10 @@ SUMMARY_FILE = "summary.json"
 PREDICTION_COLUMNS = ("split", "method", "video", "frame", "label", "score")
 
 
-def finished_methods(workdir: Workdir, protocol: str) -> tuple[str, ...]:
-    """The methods of `detection/<protocol>/` whose metrics.json exists, in table order."""
-    root = workdir.protocol(protocol)
+def finished_methods(workdir: Workdir, protocol: str, kind: str = MAPS) -> tuple[str, ...]:
+    """The methods of `detection/<protocol>/` (or of a baseline's inputs) whose
+    metrics.json exists, in table order."""
+    root = workdir.protocol(protocol, kind)
     if not os.path.isdir(root):
         return ()
     return order_methods(
@@ -104,8 +105,10 @@ def _score_into(model, dataset, batch_size: int, csv_file, header: bool) -> _Sco
     """Scores a stream batch by batch, appending its rows to the open csv_file."""
     scored = _Scored()
     for batch in dataset.batch(batch_size).prefetch(1):
-        scores = training.predict_batch(model, batch["map"])
-        rows = predictions_frame({k: v.numpy() for k, v in batch.items() if k != "map"}, scores)
+        scores = training.predict_batch(model, batch["input"])
+        rows = predictions_frame(
+            {k: v.numpy() for k, v in batch.items() if k not in ("map", "input")}, scores
+        )
         rows.to_csv(csv_file, index=False, header=header, float_format="%.6f")
         header = False
         scored.labels.append(rows["label"].to_numpy(np.int64))
@@ -128,6 +131,7 @@ def run_method(
     config: DetectorConfig,
     map_size: int = 64,
     verbose: int = 0,
+    kind: str = MAPS,
 ) -> dict[str, Any]:
     """Trains, evaluates and saves one method of one protocol; returns metrics.json.
 
@@ -136,6 +140,7 @@ def run_method(
       scans: the statistics of every folder (`classifier.data.scan_folders`).
       spec: the protocol's sources per split; out_dir: where the files go.
       config: the detector's settings; map_size: the map side; verbose: Keras.
+      kind: what the LeNet reads (`classifier.inputs`): the maps, or a baseline's pixels.
 
     Raises:
       protocols.EmptySplitError: the protocol's data lacks real or fake examples.
@@ -156,7 +161,9 @@ def run_method(
 
     def stream(split: str, shuffle_seed: int | None = None):
         sources = getattr(spec, f"{split}_sources")
-        return data_lib.stream_maps(likelihoods_dir, split, sources, map_size, shuffle_seed)
+        return data_lib.stream_maps(
+            likelihoods_dir, split, sources, map_size, shuffle_seed, kind=kind
+        )
 
     # tf.data combines the op seeds of the shuffles with the global seed in force when
     # the stream is built: fixed here, a method gives the same run alone or after others.
@@ -169,6 +176,7 @@ def run_method(
         config,
         map_size=map_size,
         verbose=verbose,
+        kind=kind,
     )
     trained.model.save(os.path.join(out_dir, MODEL_FILE))
     # Selection is over: only now is the test split scored.
@@ -190,6 +198,7 @@ def run_method(
     report = {
         "protocol": spec.protocol,
         "method": spec.method,
+        "inputs": kind,
         "test": evaluations["test"],
         "val": evaluations["val"],
         "training": {
@@ -228,13 +237,19 @@ def run_protocol(
     likelihoods_dir: str | None = None,
     verbose: int = 0,
 ) -> dict[str, Any]:
-    """The `run_detection` stage: one protocol, one detector per method.
+    """The `run_detection` stage: one protocol, one detector per method and input.
+
+    The LeNet on the maps (the method) first, then, for the known and leave-one-out
+    protocols, the same LeNet on each baseline input of `config.detector.inputs`
+    (`classifier.inputs`: the crops' pixels) in `detection/<protocol>_<inputs>/`.
+    Leave-one-out needs two methods or more: with one (a dataset whose fakes name no
+    method) it is skipped, and its summary says why.
 
     Args:
       config: the experiment configuration (its `name` and `detector` settings).
       workdir: the run's work directory; output under `detection/<protocol>/`.
       protocol: "known" (Table 1), "loo" (Table 2) or "all" (one detector, `all`,
-        on real + every method).
+        on real + every method, maps only).
       methods: the methods to test (table columns); None: every method found in the
         likelihood maps. A method without data is recorded as missing. For "all":
         the methods the one detector trains and is tested on.
@@ -242,13 +257,14 @@ def run_protocol(
       verbose: Keras fit verbosity.
 
     Returns:
-      The summary written to `detection/<protocol>/summary.json`:
-      {"protocol", "methods": {method: {"status": "done" | "missing", "reason"?,
-      "test_frame_accuracy"?}}}.
+      The summary of the maps' detectors, as written to
+      `detection/<protocol>/summary.json`: {"protocol", "inputs", "methods": {method:
+      {"status": "done" | "missing", "reason"?, "test_frame_accuracy"?}}}, or
+      {"protocol", "inputs", "skipped": why} for a leave-one-out of one method.
 
     Raises:
-      ValueError: unknown protocol, an empty method list, a map of the wrong size, or
-        finished methods in the folder made with other settings.
+      ValueError: unknown protocol or input, an empty method list, a map of the wrong
+        size, or finished methods in the folder made with other settings.
       FileNotFoundError: no likelihood shards under `likelihoods_dir`.
       PermissionError: the protocol folder cannot be written.
     """
@@ -256,6 +272,25 @@ def run_protocol(
         raise ValueError(
             f"Unknown protocol {protocol!r}: choose one of {', '.join(DETECTION_PROTOCOLS)}."
         )
+    inputs.check_kinds(config.detector.inputs)
+    kinds = (MAPS,) if protocol == ALL else config.detector.inputs
+    summaries = [
+        _run_inputs(config, workdir, protocol, methods, likelihoods_dir, verbose, kind)
+        for kind in kinds
+    ]
+    return summaries[0]
+
+
+def _run_inputs(
+    config: ExperimentConfig,
+    workdir: Workdir,
+    protocol: str,
+    methods: Sequence[str] | None,
+    likelihoods_dir: str | None,
+    verbose: int,
+    kind: str,
+) -> dict[str, Any]:
+    """One protocol's detectors on one input kind (`run_protocol`)."""
     likelihoods_dir = likelihoods_dir or workdir.likelihoods
     found = data_lib.find_methods(likelihoods_dir)
     methods = found if methods is None else tuple(methods)
@@ -272,9 +307,21 @@ def run_protocol(
     if protocol == ALL:
         # One detector on the methods asked for (default: every one found).
         pool, methods = order_methods(methods), (ALL,)
-    root = workdir.protocol(protocol)
+    root = workdir.protocol(protocol, kind)
+    summary: dict[str, Any] = {"protocol": protocol, "inputs": kind, "methods": {}}
+    if protocol == LEAVE_ONE_OUT and len(pool) < 2:
+        summary = {
+            "protocol": protocol,
+            "inputs": kind,
+            "skipped": f"leave-one-out needs two methods or more; the data has "
+            f"{', '.join(pool) or 'none'} (a dataset whose fakes name no method has one)",
+        }
+        logging.warning("%s (%s): skipped: %s.", protocol, kind, summary["skipped"])
+        check_writable(root)
+        write_json_atomically(os.path.join(root, SUMMARY_FILE), summary)
+        return summary
     settings = {"config": config.name, "detector": dataclasses.asdict(config.detector)}
-    finished = finished_methods(workdir, protocol)
+    finished = finished_methods(workdir, protocol, kind)
     previous = read_json(os.path.join(root, CONFIG_FILE))
     if previous and finished and {k: previous.get(k) for k in settings} != settings:
         raise ValueError(
@@ -283,7 +330,6 @@ def run_protocol(
             "them: use a new --workdir, or delete that folder to redo every method."
         )
     todo = [m for m in methods if m not in finished]
-    summary: dict[str, Any] = {"protocol": protocol, "methods": {}}
     scans: dict[tuple[str, str], data_lib.MapScan] = {}
     if todo:
         # One pass over every map before anything is written: sizes checked, the
@@ -295,6 +341,7 @@ def run_protocol(
         {
             **settings,
             "protocol": protocol,
+            "inputs": kind,
             "methods": list(methods),
             "likelihoods_dir": likelihoods_dir,
         },
@@ -306,8 +353,16 @@ def run_protocol(
         else:
             spec = protocols.protocol_spec(protocol, method, pool)
             try:
-                logging.info("%s/%s: training.", protocol, method)
-                run_method(likelihoods_dir, scans, spec, out_dir, config.detector, verbose=verbose)
+                logging.info("%s/%s on %s: training.", protocol, method, kind)
+                run_method(
+                    likelihoods_dir,
+                    scans,
+                    spec,
+                    out_dir,
+                    config.detector,
+                    verbose=verbose,
+                    kind=kind,
+                )
             except protocols.EmptySplitError as e:
                 logging.error("%s/%s is missing: %s", protocol, method, e)
                 summary["methods"][method] = {"status": "missing", "reason": str(e)}

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from classifier import data as data_lib
+from classifier.config import INPUT_KINDS, MAPS
+from classifier.inputs import LABELS
 from classifier.protocols import PROTOCOLS
 from data_prep.datasets import generated
 from data_prep.files import check_writable, read_json
@@ -103,6 +105,7 @@ def describe_run(workdir: Workdir) -> dict[str, Any]:
     faces = read_json(os.path.join(workdir.faces, MANIFEST_FILE)) or {}
     ffpp_root = faces.get("ffpp_root")
     generated = bool(ffpp_root) and _is_generated(ffpp_root)
+    adapter = faces.get("dataset", "ffpp")
     compression = (faces.get("settings") or {}).get("compression", "unknown")
     names = []
     for protocol in PROTOCOLS:
@@ -112,12 +115,15 @@ def describe_run(workdir: Workdir) -> dict[str, Any]:
     smoke = any(load_config(n).smoke for n in names if n in CONFIG_NAMES)
     if generated:
         dataset = "generated FF++-layout dataset (synthetic faces and manipulations)"
-    elif ffpp_root:
+    elif ffpp_root and adapter == "ffpp":
         dataset = "FaceForensics++"
+    elif ffpp_root:
+        dataset = f"{adapter} dataset ({os.path.basename(os.path.normpath(ffpp_root))})"
     else:
         dataset = "unknown dataset (no faces/manifest.json)"
     return {
         "dataset": dataset,
+        "ffpp_layout": generated or adapter == "ffpp" or not ffpp_root,
         "generated": generated,
         "compression": compression,
         "config": ", ".join(n or "unknown" for n in names) or "unknown",
@@ -150,11 +156,12 @@ def header_line(info: dict[str, Any]) -> str:
 def table_methods(workdir: Workdir) -> tuple[str, ...]:
     """The methods the tables show, in `order_methods` order.
 
-    The paper's four (its rows have their numbers), and every other method the run
-    found: folders of `likelihoods/`, detector folders under `detection/<protocol>/`
-    and the methods each protocol's `summary.json` names.
+    The paper's four where the dataset is FF++ or in its layout (its rows have their
+    numbers), and every other method the run found: folders of `likelihoods/`,
+    detector folders under `detection/<protocol>/` and the methods each protocol's
+    `summary.json` names.
     """
-    found = list(PAPER_METHODS)
+    found = list(PAPER_METHODS) if describe_run(workdir)["ffpp_layout"] else []
     for sources in data_lib.available_sources(workdir.likelihoods).values():
         found += sources
     for protocol in PROTOCOLS:
@@ -170,18 +177,56 @@ def table_methods(workdir: Workdir) -> tuple[str, ...]:
 
 
 def load_results(
-    workdir: Workdir, protocol: str, methods: Sequence[str]
+    workdir: Workdir, protocol: str, methods: Sequence[str], kind: str = MAPS
 ) -> tuple[dict[str, dict | None], dict[str, str]]:
-    """({method: metrics.json or None}, {method: reason it is missing})."""
-    root = workdir.protocol(protocol)
-    summary = read_json(os.path.join(root, detection.SUMMARY_FILE)) or {"methods": {}}
+    """({method: metrics.json or None}, {method: reason it is missing}) of the LeNets on
+    `kind` (`classifier.inputs`)."""
+    root = workdir.protocol(protocol, kind)
+    summary = read_json(os.path.join(root, detection.SUMMARY_FILE)) or {}
     results, reasons = {}, {}
     for method in methods:
         results[method] = read_json(os.path.join(root, method, detection.METRICS_FILE))
         if results[method] is None:
-            entry = summary["methods"].get(method, {})
-            reasons[method] = entry.get("reason", "not run (no metrics.json)")
+            entry = summary.get("methods", {}).get(method, {})
+            reasons[method] = entry.get(
+                "reason", summary.get("skipped", "not run (no metrics.json)")
+            )
     return results, reasons
+
+
+def skipped_reason(workdir: Workdir, protocol: str) -> str | None:
+    """Why the protocol was not run at all (leave-one-out of one method), or None."""
+    summary = read_json(os.path.join(workdir.protocol(protocol), detection.SUMMARY_FILE))
+    return (summary or {}).get("skipped")
+
+
+def _input_rows(
+    workdir: Workdir, protocol: str, methods: Sequence[str], average: bool
+) -> tuple[list[Row], list[str]]:
+    """The rows of the same LeNet on the baseline inputs (pixels; `classifier.inputs`)
+    that this run trained: frame accuracy and AUC each; a note per input run."""
+    rows: list[Row] = []
+    kinds = []
+    for kind in INPUT_KINDS[1:]:
+        if not os.path.isdir(workdir.protocol(protocol, kind)):
+            continue
+        kinds.append(kind)
+        results, _ = load_results(workdir, protocol, methods, kind)
+        for metric, label in BASELINE_METRICS[::-1]:
+            row = _ours_row(results, metric)
+            if average:
+                row["Avg"] = _mean_cell(row.values())
+            rows.append((f"{LABELS[kind]}: {label}", row))
+    notes = (
+        [
+            "LeNet on pixels: the same detector, training and selection on the same crops' "
+            "pixels (0-255, standardised per channel on the training crops) instead of the "
+            "likelihood maps; maps + pixels: both as two channels."
+        ]
+        if kinds
+        else []
+    )
+    return rows, notes
 
 
 def _metric_cell(report: dict | None, metric: str) -> Cell:
@@ -367,6 +412,8 @@ def table1(
     ]
     rows.append((paper_results.PAPER_METHOD, paper))
     rows += _our_rows(results, paper, average=False)
+    input_rows, input_notes = _input_rows(workdir, "known", methods, average=False)
+    rows += input_rows
     rows += _baseline_rows(baselines, "known", methods, average=False)
     return _report(
         "table1",
@@ -378,6 +425,7 @@ def table1(
             _ACCURACY_NOTE,
             *_not_given_notes(methods, average=False),
             *_missing_notes(reasons),
+            *input_notes,
             *_baseline_notes(baselines, "known", methods),
         ),
     )
@@ -399,8 +447,11 @@ def table2(
     paper = _paper_row(paper_values, columns)
     rows = [(paper_results.PAPER_METHOD, paper)]
     rows += _our_rows(results, paper, average=True)
+    input_rows, input_notes = _input_rows(workdir, "loo", methods, average=True)
+    rows += input_rows
     rows += _baseline_rows(baselines, "loo", methods, average=True)
     others = _number(len(methods) - 1)
+    skipped = skipped_reason(workdir, "loo")
     return _report(
         "table2",
         header,
@@ -413,8 +464,14 @@ def table2(
         notes=(
             _ACCURACY_NOTE,
             f"Avg interval: the {_number(len(methods))} methods' bootstrap replicates averaged.",
+            *(
+                [f"Leave-one-out not run: {skipped}; Table 1 is this dataset's result."]
+                if skipped
+                else []
+            ),
             *_not_given_notes(methods, average=True),
             *_missing_notes(reasons),
+            *input_notes,
             *_baseline_notes(baselines, "loo", methods),
         ),
     )

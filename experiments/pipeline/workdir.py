@@ -11,12 +11,15 @@ binary asks it for paths. A work directory looks like
       background_ubm/      train_ubm --background: a PixelCNN++ of perturbed pristine crops
       background_likelihoods/  extract_likelihoods --background: its maps (val, test)
       detection/<protocol>/<method>/   run_detection: model.keras, predictions.csv, ...
+      detection/<protocol>_<inputs>/<method>/  the same LeNet on pixels (baselines)
       results/             make_tables, make_figures: tables, figures, run.json
       model/               export_model (in make reproduce): the self-contained model folder
       detect/              detect (in make reproduce): report.html, report.json, frames/, ...
       evaluation/<name>/   evaluate: one model on one dataset split (faces/, predictions.csv,
                            metrics.json); make_cross_table reads them into results/cross.*
       evaluation_data/     datasets made only to be evaluated on (the smoke run's folder set)
+      config.json          the configuration, resolved (name and overrides), written by the
+                           first stage; every later stage reads it (experiments.cli)
       commands.jsonl       every stage's command line
 """
 
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
+from classifier.config import MAPS as MAP_INPUTS
 
 GENERATED_DATASET = "synthetic_ffpp"
 FACES = "faces"
@@ -108,6 +113,11 @@ class Workdir:
         return os.path.join(self.root, EVALUATION_DATA)
 
     @property
+    def config(self) -> str:
+        """The run's resolved configuration, written once by the first stage."""
+        return os.path.join(self.root, CONFIG_FILE)
+
+    @property
     def commands(self) -> str:
         return os.path.join(self.root, COMMANDS_FILE)
 
@@ -115,9 +125,11 @@ class Workdir:
     def run_json(self) -> str:
         return os.path.join(self.results, RUN_FILE)
 
-    def protocol(self, protocol: str) -> str:
-        """`detection/<protocol>`: one detector folder per method under it."""
-        return os.path.join(self.detection, protocol)
+    def protocol(self, protocol: str, inputs: str = MAP_INPUTS) -> str:
+        """`detection/<protocol>` (the method: LeNets on maps) or, for a baseline's
+        inputs, `detection/<protocol>_<inputs>`: one detector folder per method under it."""
+        name = protocol if inputs == MAP_INPUTS else f"{protocol}_{inputs}"
+        return os.path.join(self.detection, name)
 
     def face_shards(self, split: str, source: str = "*") -> str:
         """Glob of the face shards of one split and source (`original`, a method, `*`)."""
