@@ -11,16 +11,23 @@ EXTRAS := $(if $(filter 1,$(GPU)),test$(comma)gpu,test)
 STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
 
 # Reproduction variables: with no FFPP_ROOT the pipeline runs on a generated
-# FF++-layout dataset with the smoke configuration.
+# FF++-layout dataset with the smoke configuration. DATASET generated|ffpp|crops|folder|
+# dfdc|celebdf (empty: generated without FFPP_ROOT, ffpp with it); DATASET_ROOT the
+# dataset's folder for the others. OVERRIDES: any config field by its dotted name, e.g.
+# OVERRIDES='--config.ubm.max_steps=50 --config.detector.epochs=5'.
 FFPP_ROOT ?=
 SPLITS_DIR ?=
 COMPRESSION ?= raw
 CONFIG ?= smoke
 WORKDIR ?= workdir/$(CONFIG)
-# Devices and sizes (empty = the config's): STRATEGY default|mirrored|multiworker,
+DATASET ?=
+DATASET_ROOT ?=
+OVERRIDES ?=
+# Shortcuts for config overrides (empty = the config's; checked by the binaries):
 # PRECISION float32|mixed_bfloat16|mixed_float16, MATMUL_DTYPE float32|bfloat16 (the
-# convolutions only), XLA 0|1, UBM_BATCH_SIZE (global),
-# EXTRACT_BATCH_SIZE, ALLOW_CPU=1 (full-size UBM without a GPU), DETECTION fast|exact.
+# convolutions only), XLA 0|1, UBM_BATCH_SIZE (global), EXTRACT_BATCH_SIZE, FRAMES (per
+# video, 0 = every frame), FACE_FINDER fast|exact (how faces are found). Device flags:
+# STRATEGY default|mirrored|multiworker, ALLOW_CPU=1 (full-size UBM without a GPU).
 STRATEGY ?=
 PRECISION ?=
 MATMUL_DTYPE ?=
@@ -28,7 +35,8 @@ XLA ?=
 UBM_BATCH_SIZE ?=
 EXTRACT_BATCH_SIZE ?=
 ALLOW_CPU ?=
-DETECTION ?=
+FRAMES ?=
+FACE_FINDER ?=
 # Test processes for `make test` and `make test-fast` (pytest-xdist; 0 = one process).
 TEST_WORKERS ?= 2
 XDIST = -n $(TEST_WORKERS)
@@ -90,7 +98,7 @@ bench: install
 		echo "bench: no $(TALKING_HEADS): timing the face stage on generated videos instead."; \
 		tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 		$(PY) -m experiments.make_synthetic_ffpp --config=smoke --workdir="$$tmp" \
-			--out="$$tmp/ffpp" --identities=6 --frames=48 && \
+			--out="$$tmp/ffpp" --config.synthetic.identities=6 --config.synthetic.frames=48 && \
 		$(PY) -m experiments.bench_faces \
 			--videos_dir="$$tmp/ffpp/original_sequences/youtube/raw/videos" --max_frames=48; \
 	fi
@@ -105,10 +113,11 @@ localise-examples: install
 
 reproduce: install
 	FFPP_ROOT="$(FFPP_ROOT)" SPLITS_DIR="$(SPLITS_DIR)" COMPRESSION="$(COMPRESSION)" \
-		CONFIG="$(CONFIG)" WORKDIR="$(WORKDIR)" PYTHON="$(PY)" STRATEGY="$(STRATEGY)" \
+		CONFIG="$(CONFIG)" WORKDIR="$(WORKDIR)" PYTHON="$(PY)" DATASET="$(DATASET)" \
+		DATASET_ROOT="$(DATASET_ROOT)" OVERRIDES="$(OVERRIDES)" STRATEGY="$(STRATEGY)" \
 		PRECISION="$(PRECISION)" MATMUL_DTYPE="$(MATMUL_DTYPE)" XLA="$(XLA)" UBM_BATCH_SIZE="$(UBM_BATCH_SIZE)" \
-		EXTRACT_BATCH_SIZE="$(EXTRACT_BATCH_SIZE)" ALLOW_CPU="$(ALLOW_CPU)" DETECTION="$(DETECTION)" \
-		bash experiments/reproduce.sh
+		EXTRACT_BATCH_SIZE="$(EXTRACT_BATCH_SIZE)" ALLOW_CPU="$(ALLOW_CPU)" FRAMES="$(FRAMES)" \
+		FACE_FINDER="$(FACE_FINDER)" bash experiments/reproduce.sh
 
 clean:
 	rm -rf $(VENV) workdir .pytest_cache .ruff_cache *.egg-info

@@ -2,10 +2,10 @@
 
 Usage:
   python -m experiments.extract_likelihoods --config=smoke --workdir=WORKDIR \
-      [--ubm_dir=WORKDIR/ubm] [--faces_dir=WORKDIR/faces] [--batch_size=64] \
-      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] \
-      [--matmul_dtype=float32|bfloat16] [--allow_cpu] \
-      [--background] [--splits=val,test]
+      [--ubm_dir=WORKDIR/ubm] [--faces_dir=WORKDIR/faces] [--allow_cpu] \
+      [--background] [--splits=val,test] [--config.likelihoods.batch_size=64] \
+      [--config.likelihoods.mixed_precision=float32|mixed_bfloat16|mixed_float16] \
+      [--config.likelihoods.matmul_dtype=float32|bfloat16]
 
 Writes `WORKDIR/likelihoods/<split>/<source>/<video>.tfrecord` (one shard per face
 shard, every face feature kept plus `loglik_map` [64, 64] float32 nats and
@@ -14,7 +14,9 @@ A full-size (non-smoke) UBM on a machine without a GPU stops with the expected d
 there unless `--allow_cpu`. `--background` maps with the background model instead
 (`WORKDIR/background_ubm`, train_ubm --background) into `WORKDIR/background_likelihoods/`,
 the val and test splits only unless `--splits` says otherwise: the likelihood-ratio
-score of score_localisation. Library: `experiments.pipeline.likelihoods`.
+score of score_localisation. How the UBM runs (crops per forward pass, precision) is the
+config's `likelihoods` section, each field a `--config.likelihoods.<field>`. Library:
+`experiments.pipeline.likelihoods`.
 Khodabakhsh & Busch (BIOSIG 2020), Sec. 3.
 """
 
@@ -28,9 +30,9 @@ from absl import app, flags, logging
 from data_prep.files import read_json
 from experiments import cli
 from experiments.configs.base import ExperimentConfig
-from experiments.pipeline import devices, run_log
+from experiments.pipeline import devices
 from experiments.pipeline.workdir import CONFIG_FILE, MANIFEST_FILE, SHARD_SUFFIX
-from pixelcnn_pp.config import MIXED_PRECISION_POLICIES, UBMConfig
+from pixelcnn_pp.config import UBMConfig
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     workdir_help="Work directory; output in WORKDIR/likelihoods."
@@ -40,20 +42,6 @@ UBM_DIR = flags.DEFINE_string(
 )
 FACES_DIR = flags.DEFINE_string(
     "faces_dir", None, "Folder written by prepare_faces; default WORKDIR/faces."
-)
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Face crops per UBM forward pass.")
-MIXED_PRECISION = flags.DEFINE_string(
-    "mixed_precision",
-    "",
-    "Keras precision policy of the forward passes: float32 (default, empty), "
-    "mixed_bfloat16 or mixed_float16.",
-)
-MATMUL_DTYPE = flags.DEFINE_enum(
-    "matmul_dtype",
-    "float32",
-    ["float32", "bfloat16"],
-    "bfloat16: only the UBM's convolutions in bfloat16 (AMX / AVX512-BF16 CPUs, GPUs), "
-    "everything else float32 (mean difference to float32 maps ~0.04 nats per pixel).",
 )
 BACKGROUND = flags.DEFINE_boolean(
     "background",
@@ -102,16 +90,8 @@ def _count_crops(faces_dir: str) -> int:
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
-    if BATCH_SIZE.value < 1:
-        raise app.UsageError(f"--batch_size must be at least 1, got {BATCH_SIZE.value}.")
-    precision = "" if MIXED_PRECISION.value == "float32" else MIXED_PRECISION.value
-    if precision not in MIXED_PRECISION_POLICIES:
-        raise app.UsageError(
-            f"--mixed_precision={MIXED_PRECISION.value!r} is unknown: use float32, "
-            "mixed_bfloat16 or mixed_float16."
-        )
-    config = cli.experiment_config(CONFIG)
     workdir = cli.workdir(WORKDIR)
+    config = cli.experiment_config(CONFIG, workdir, own_sections=("likelihoods",))
     default_ubm = workdir.background_ubm if BACKGROUND.value else workdir.ubm
     ubm_dir = UBM_DIR.value or default_ubm
     output_dir = workdir.background_likelihoods if BACKGROUND.value else workdir.likelihoods
@@ -149,18 +129,18 @@ def main(argv: list[str]) -> None:
         )
     except devices.CPUTooSlowError as err:
         raise app.UsageError(str(err)) from None
-    run_log.record_command(workdir)
+    cli.start_stage(workdir, config)
     try:
         manifest = likelihoods.extract_likelihoods(
             config,
             workdir,
             ubm_dir=ubm_dir,
             faces_dir=FACES_DIR.value,
-            batch_size=BATCH_SIZE.value,
-            mixed_precision=precision,
+            batch_size=config.likelihoods.batch_size,
+            mixed_precision=config.likelihoods.mixed_precision,
             output_dir=output_dir,
             splits=splits,
-            matmul_dtype=MATMUL_DTYPE.value,
+            matmul_dtype=config.likelihoods.matmul_dtype,
         )
     except (FileNotFoundError, PermissionError, ValueError) as e:
         raise app.UsageError(str(e)) from e

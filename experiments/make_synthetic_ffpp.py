@@ -2,16 +2,18 @@ r"""Generates a miniature FaceForensics++ (raw, c23, c40) with official-format s
 
 Usage:
   python -m experiments.make_synthetic_ffpp --config=smoke|paper --workdir=WORKDIR \
-      [--out=DIR] [--identities=N] [--frames=N] [--seed=N] [--width=192] [--height=160] \
-      [--container=avi|mkv] [--compressions=raw,c23,c40]
+      [--out=DIR] [--width=192] [--height=160] [--container=avi|mkv] \
+      [--config.synthetic.identities=N] [--config.synthetic.frames=N] \
+      [--config.synthetic.seed=N] [--config.synthetic.compressions=raw,c23,c40]
 
 Writes into WORKDIR/synthetic_ffpp (or --out) `original_sequences/youtube/<level>/videos/
 <id>.<container>`, `manipulated_sequences/{Deepfakes,Face2Face,FaceSwap,NeuralTextures}/
-<level>/videos/<target>_<source>.<container>` for each level of --compressions (FFV1;
+<level>/videos/<target>_<source>.<container>` for each level of compressions (FFV1;
 raw is lossless, c23 and c40 are every raw frame through JPEG at a light and a heavy
 quality, stand-ins for FF++'s H.264 levels, see `data_prep.datasets.generated`), one
-mask per fake, `splits/{train,val,test}.json` and `synthetic.json`; `--identities`,
-`--frames`, `--seed` and `--compressions` default to the config's synthetic settings.
+mask per fake, `splits/{train,val,test}.json` and `synthetic.json`; its size comes from
+the config's `synthetic` section (identities: even, >= 6; frames per video; seed;
+compressions), each field overridden by `--config.synthetic.<field>`.
 A dataset already complete with these settings is kept as it is; one lacking a
 requested level gains it, its videos kept.
 `prepare_faces --dataset=generated` reads it. The smoke run of Khodabakhsh & Busch
@@ -27,7 +29,6 @@ from absl import app, flags, logging
 from data_prep.files import check_writable
 from data_prep.synthetic import CONTAINERS, generate_synthetic_ffpp
 from experiments import cli
-from experiments.pipeline import run_log
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     workdir_help="Work directory; the dataset goes to WORKDIR/synthetic_ffpp unless --out."
@@ -35,48 +36,29 @@ CONFIG, WORKDIR = cli.define_config_and_workdir(
 OUT = flags.DEFINE_string(
     "out", None, "Output folder (the FF++ root of the new dataset); default WORKDIR/synthetic_ffpp."
 )
-IDENTITIES = flags.DEFINE_integer(
-    "identities", None, "People (even, >= 6); one original video each (default: the config's)."
-)
-FRAMES = flags.DEFINE_integer(
-    "frames", None, "Frames per video (default: the config's).", lower_bound=2
-)
-SEED = flags.DEFINE_integer(
-    "seed", None, "Random seed; the dataset is a function of it (default: the config's)."
-)
 WIDTH = flags.DEFINE_integer("width", 192, "Frame width in pixels.", lower_bound=96)
 HEIGHT = flags.DEFINE_integer("height", 160, "Frame height in pixels.", lower_bound=96)
 CONTAINER = flags.DEFINE_enum("container", "avi", CONTAINERS, "Container of the FFV1 videos.")
-COMPRESSIONS = flags.DEFINE_list(
-    "compressions",
-    None,
-    "Levels to write: raw and any of c23, c40 (default: the config's, all three).",
-)
-
-
-def _value(flag: flags.FlagHolder, default: int) -> int:
-    return default if flag.value is None else flag.value
 
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
-    synthetic = cli.experiment_config(CONFIG).synthetic
     workdir = cli.workdir(WORKDIR)
+    config = cli.experiment_config(CONFIG, workdir, own_sections=("synthetic",))
+    synthetic = config.synthetic
     out, what = (OUT.value, "--out") if OUT.value else (workdir.generated_dataset, "--workdir")
     try:
         check_writable(out, what)
-        run_log.record_command(workdir.root)
+        cli.start_stage(workdir, config)
         summary = generate_synthetic_ffpp(
             out,
-            identities=_value(IDENTITIES, synthetic.identities),
-            frames=_value(FRAMES, synthetic.frames),
-            seed=_value(SEED, synthetic.seed),
+            identities=synthetic.identities,
+            frames=synthetic.frames,
+            seed=synthetic.seed,
             width=WIDTH.value,
             height=HEIGHT.value,
             container=CONTAINER.value,
-            compressions=(
-                synthetic.compressions if COMPRESSIONS.value is None else COMPRESSIONS.value
-            ),
+            compressions=synthetic.compressions,
         )
     except (ValueError, PermissionError) as err:
         raise app.UsageError(str(err)) from None

@@ -131,8 +131,12 @@ def test_durations_read_naturally():
     ("binary", "flag", "message"),
     [
         ("train_ubm", "--strategy=ring", "--strategy='ring' is unknown"),
-        ("train_ubm", "--mixed_precision=fp8", "--mixed_precision='fp8' is unknown"),
-        ("extract_likelihoods", "--mixed_precision=fp8", "--mixed_precision='fp8' is unknown"),
+        ("train_ubm", "--config.ubm.mixed_precision=fp8", "Unknown mixed_precision 'fp8'"),
+        (
+            "extract_likelihoods",
+            "--config.likelihoods.mixed_precision=fp8",
+            "likelihoods.mixed_precision='fp8' is unknown",
+        ),
     ],
 )
 def test_binaries_refuse_unknown_strategy_and_precision_before_any_work(

@@ -141,9 +141,15 @@ def test_incomplete_or_mismatched_background_maps(tmp_path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--perturbation_rate=0.2"], "applies to the background model only"),
-        (["--background", "--perturbation_rate=0"], "needs --perturbation_rate > 0"),
-        (["--background", "--perturbation_rate=1.5"], "perturbation_rate must be in"),
+        (["--config.ubm.perturbation_rate=0.2"], "applies to the background model only"),
+        (
+            ["--background", "--config.background.perturbation_rate=0"],
+            "background.perturbation_rate must be > 0",
+        ),
+        (
+            ["--background", "--config.background.perturbation_rate=1.5"],
+            "perturbation_rate must be in",
+        ),
     ],
 )
 def test_train_ubm_background_flag_mistakes(tmp_path, flags, message):

@@ -72,7 +72,14 @@ def _stages(work: str) -> list[list[list[str]]]:
 
     detection = ["--epochs=1", "--bootstrap_samples=20"]
     return [
-        [command("make_synthetic_ffpp", "--identities=6", "--frames=4", "--seed=0")],
+        [
+            command(
+                "make_synthetic_ffpp",
+                "--config.synthetic.identities=6",
+                "--config.synthetic.frames=4",
+                "--config.synthetic.seed=0",
+            )
+        ],
         [
             command(
                 "prepare_faces",
@@ -83,8 +90,8 @@ def _stages(work: str) -> list[list[list[str]]]:
                 "--detection=fast",
             )
         ],
-        [command("train_ubm", "--max_steps=2", "--batch_size=4")],
-        [command("extract_likelihoods", "--batch_size=32")],
+        [command("train_ubm", "--config.ubm.max_steps=2", "--config.ubm.batch_size=4")],
+        [command("extract_likelihoods", "--config.likelihoods.batch_size=32")],
         [command("run_detection", f"--protocol={p}", *detection) for p in ("known", "loo")],
         [command("make_tables")],
         [command("make_figures")],

@@ -217,7 +217,8 @@ def test_unwritable_workdir_is_refused(ffpp, tmp_path):
 @pytest.mark.slow
 def test_make_reproduce_commands_generate_then_crop_the_generated_dataset(tmp_path):
     work = str(tmp_path / "work")
-    synth = ["--config=smoke", f"--workdir={work}", "--identities=6", "--frames=3"]
+    synth = ["--config=smoke", f"--workdir={work}", "--config.synthetic.identities=6"]
+    synth += ["--config.synthetic.frames=3"]
     made = _binary(*synth, name="make_synthetic_ffpp")
     assert made.returncode == 0, made.stderr[-2000:]
     marker = os.path.join(work, "synthetic_ffpp", "synthetic.json")

@@ -210,7 +210,7 @@ def test_binary_refuses_an_odd_number_of_identities(tmp_path):
             "experiments.make_synthetic_ffpp",
             f"--workdir={tmp_path}",
             f"--out={tmp_path}",
-            "--identities=7",
+            "--config.synthetic.identities=7",
         ],
         capture_output=True,
         text=True,

@@ -421,7 +421,9 @@ def test_mirrored_strategy_step_equals_one_device_step(data, mirrored_run, tmp_p
                 assert diff.mean() <= 1e-3 * config.learning_rate, (name, diff.mean())
 
 
-def _run_binaries(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
+def _run_binaries(
+    *commands: tuple[str, ...], timeout: float = 120
+) -> list[subprocess.CompletedProcess]:
     """Runs `python -m experiments.train_ubm` with each tuple of arguments, all at once."""
     processes = [
         subprocess.Popen(
@@ -434,7 +436,7 @@ def _run_binaries(*commands: tuple[str, ...]) -> list[subprocess.CompletedProces
         )
         for args in commands
     ]
-    return communicate_all(processes, timeout=120)
+    return communicate_all(processes, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -442,7 +444,7 @@ def test_train_ubm_binary_help_and_usage_errors(data, tmp_path):
     from experiments import train_ubm as binary  # defines its flags; parses nothing
 
     assert binary.STRATEGIES == strategies.STRATEGIES
-    shown, unknown, failed = _run_binaries(
+    shown, unknown, failed, misspelt, mistyped = _run_binaries(
         ("--help",),
         ("--config=bogus", f"--workdir={tmp_path / 'a'}", "--train_data=x"),
         (
@@ -450,11 +452,43 @@ def test_train_ubm_binary_help_and_usage_errors(data, tmp_path):
             f"--workdir={tmp_path / 'b'}",
             f"--train_data={data['folder']}/train-*.tfrecord",
         ),
+        ("--config=smoke", f"--workdir={tmp_path / 'd'}", "--config.ubm.nr_filterz=8"),
+        ("--config=smoke", f"--workdir={tmp_path / 'e'}", "--config.ubm.max_steps=two"),
     )
+    assert misspelt.returncode != 0 and "config.ubm.nr_filterz" in misspelt.stderr
+    assert mistyped.returncode != 0 and "--config.ubm.max_steps=two" in mistyped.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
     assert "--train_data" in shown.stdout and "--strategy" in shown.stdout
+    assert "--config.ubm.max_steps" in shown.stdout  # the usage names the overrides
     assert "Traceback" not in shown.stderr
     assert unknown.returncode != 0
     assert "Unknown config 'bogus'" in unknown.stderr and "Traceback" not in unknown.stderr
     assert failed.returncode != 0
     assert "16x16 crops, but 64x64 were expected" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+@pytest.mark.slow
+def test_train_ubm_records_dotted_overrides(data, tmp_path):
+    # Any config field by its dotted name; recorded where the UBM and the run keep
+    # their configuration.
+    (overridden,) = _run_binaries(
+        (
+            "--config=smoke",
+            f"--workdir={tmp_path}",
+            f"--train_data={data['train']}",
+            f"--val_data={data['val']}",
+            "--config.ubm.nr_filters=8",
+            "--config.ubm.max_steps=2",
+            "--config.ubm.image_size=16",
+            "--config.ubm.batch_size=4",
+            "--config.ubm.eval_batches=1",
+        ),
+        timeout=400,
+    )
+    assert overridden.returncode == 0, overridden.stderr[-3000:]
+    for path in (tmp_path / "ubm" / "config.json", tmp_path / "config.json"):
+        recorded = json.loads(path.read_text())["ubm"]
+        assert (recorded["nr_filters"], recorded["max_steps"]) == (8, 2), path
+        # A batch of 4 instead of 8: the learning rate scaled linearly.
+        assert recorded["learning_rate"] == pytest.approx(0.5e-3), path

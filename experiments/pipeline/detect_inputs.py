@@ -23,6 +23,9 @@ import glob
 import os
 from collections.abc import Callable, Iterable
 
+from data_prep.face_manifest import OK
+from data_prep.methods import ORIGINAL
+
 KindOf = Callable[[str], "str | None"]
 
 
@@ -117,3 +120,24 @@ def input_keys(files: list[InputFile]) -> list[str]:
     frame folders and overlay videos apart.
     """
     return [f"{os.path.splitext(os.path.basename(f.path))[0]}_{n}" for n, f in enumerate(files)]
+
+
+def sample_test_videos(manifest: dict, count: int = 4) -> list[str]:
+    """Up to `count` source files of test-split videos the face stage cropped, both labels.
+
+    `manifest` is `faces/manifest.json` (per video `path`, `method`, `split`, `status`,
+    `faces`). Originals and fakes alternate (first original, first fake, ...), each in
+    manifest order, so a few inputs show both verdicts; videos without a face or a path
+    are passed over.
+    """
+    usable = [
+        v
+        for v in manifest.get("videos", [])
+        if v.get("split") == "test" and v.get("status") == OK and v.get("faces") and v.get("path")
+    ]
+    real = [v["path"] for v in usable if v.get("method") == ORIGINAL]
+    fake = [v["path"] for v in usable if v.get("method") != ORIGINAL]
+    mixed = [p for pair in zip(real, fake, strict=False) for p in pair]
+    shorter = len(mixed) // 2
+    mixed += real[shorter:] + fake[shorter:]
+    return mixed[:count]

@@ -403,7 +403,8 @@ def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
                 f"{output_dir!r} holds likelihood maps computed in {before[0]} with "
                 f"{before[1]} convolutions, but this run computes in {now[0]} with {now[1]} "
                 f"convolutions: maps of two precisions must not be mixed. Re-run with "
-                f"--mixed_precision={before[0]} --matmul_dtype={before[1]}, use a new "
+                f"--config.likelihoods.mixed_precision={before[0]} "
+                f"--config.likelihoods.matmul_dtype={before[1]}, use a new "
                 "--workdir, or delete that folder to recompute every map."
             )
     write_json_atomically(path, config)

@@ -76,18 +76,26 @@ def stage_commands(
     return [
         (
             "make_synthetic_ffpp",
-            binary("make_synthetic_ffpp", f"--identities={identities}", f"--frames={frames}"),
+            binary(
+                "make_synthetic_ffpp",
+                f"--config.synthetic.identities={identities}",
+                f"--config.synthetic.frames={frames}",
+            ),
         ),
         ("prepare_faces", binary("prepare_faces", "--dataset=generated", f"--workers={workers}")),
         ("train_ubm", binary("train_ubm")),
         ("extract_likelihoods", binary("extract_likelihoods")),
         (
             "run_detection_known",
-            binary("run_detection", "--protocol=known", f"--epochs={detector_epochs}"),
+            binary(
+                "run_detection", "--protocol=known", f"--config.detector.epochs={detector_epochs}"
+            ),
         ),
         (
             "run_detection_loo",
-            binary("run_detection", "--protocol=loo", f"--epochs={detector_epochs}"),
+            binary(
+                "run_detection", "--protocol=loo", f"--config.detector.epochs={detector_epochs}"
+            ),
         ),
         ("make_tables", binary("make_tables")),
     ]
