@@ -25,6 +25,40 @@ METRICS: tuple[str, ...] = (
     "video_auc",
 )
 THRESHOLD = 0.5
+# Frame accuracy at the threshold chosen on the val split (`balanced_threshold`): where
+# the scores are not calibrated at 0.5 (another dataset, a shifted test set).
+VAL_THRESHOLD_METRIC = "frame_accuracy_val_threshold"
+
+
+def _names(val_threshold: float | None) -> tuple[str, ...]:
+    return METRICS if val_threshold is None else (*METRICS, VAL_THRESHOLD_METRIC)
+
+
+def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold t maximising class-balanced accuracy of (score >= t) == fake.
+
+    Candidates are the midpoints between consecutive distinct scores (and one below
+    the lowest, one above the highest), so ties in the data never sit on t; of equal
+    maxima the lowest t is taken.
+
+    Raises:
+      ValueError: `labels` lack real or fake examples.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+    n_fake, n_real = int(np.sum(labels == 1)), int(np.sum(labels == 0))
+    if n_fake == 0 or n_real == 0:
+        raise ValueError(
+            f"A threshold needs real and fake examples; got {n_real} real, {n_fake} fake."
+        )
+    values = np.unique(scores)
+    candidates = np.concatenate(
+        [[values[0] - 1.0], (values[:-1] + values[1:]) / 2.0, [values[-1] + 1.0]]
+    )
+    # Counts of examples >= each candidate, per class, from sorted scores.
+    fake_above = n_fake - np.searchsorted(np.sort(scores[labels == 1]), candidates, "left")
+    real_above = n_real - np.searchsorted(np.sort(scores[labels == 0]), candidates, "left")
+    balanced = (fake_above / n_fake + (n_real - real_above) / n_real) / 2.0
+    return float(candidates[int(np.argmax(balanced))])
 
 
 def accuracy(labels: np.ndarray, scores: np.ndarray, threshold: float = THRESHOLD) -> float:
@@ -85,18 +119,25 @@ def video_scores(
 
 
 def compute_metrics(
-    labels: np.ndarray, scores: np.ndarray, video_keys: np.ndarray
+    labels: np.ndarray,
+    scores: np.ndarray,
+    video_keys: np.ndarray,
+    val_threshold: float | None = None,
 ) -> dict[str, float]:
-    """All METRICS for frame labels [N] (0/1), fake scores [N] in [0, 1], video keys [N]."""
+    """All METRICS for frame labels [N] (0/1), fake scores [N] in [0, 1], video keys [N];
+    with `val_threshold`, also the frame accuracy at it (VAL_THRESHOLD_METRIC)."""
     labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
     _, v_labels, v_scores = video_scores(video_keys, labels, scores)
-    return {
+    values = {
         "frame_accuracy": accuracy(labels, scores),
         "frame_auc": auc(labels, scores),
         "frame_eer": eer(labels, scores),
         "video_accuracy": accuracy(v_labels, v_scores),
         "video_auc": auc(v_labels, v_scores),
     }
+    if val_threshold is not None:
+        values[VAL_THRESHOLD_METRIC] = accuracy(labels, scores, val_threshold)
+    return values
 
 
 def bootstrap_metrics(
@@ -105,8 +146,10 @@ def bootstrap_metrics(
     video_keys: np.ndarray,
     num_samples: int = 1000,
     seed: int = 0,
+    val_threshold: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Metrics on `num_samples` resamples of whole videos, stratified by class.
+    """Metrics on `num_samples` resamples of whole videos, stratified by class
+    (`val_threshold` as in `compute_metrics`).
 
     Returns:
       {metric: float64 [num_samples]} (NaN where a resample leaves a metric undefined).
@@ -118,14 +161,14 @@ def bootstrap_metrics(
     video_label = np.array([labels[f[0]] for f in frames_of])
     strata = [np.nonzero(video_label == c)[0] for c in np.unique(video_label)]
     rng = np.random.default_rng(seed)
-    out = {m: np.empty(num_samples) for m in METRICS}
+    out = {m: np.empty(num_samples) for m in _names(val_threshold)}
     for b in range(num_samples):
         chosen = np.concatenate([rng.choice(s, size=len(s), replace=True) for s in strata])
         idx = np.concatenate([frames_of[v] for v in chosen])
         # Each drawn copy of a video is its own video in the resample.
         copy_keys = np.repeat(np.arange(len(chosen)), [len(frames_of[v]) for v in chosen])
-        values = compute_metrics(labels[idx], scores[idx], copy_keys)
-        for m in METRICS:
+        values = compute_metrics(labels[idx], scores[idx], copy_keys, val_threshold)
+        for m in out:
             out[m][b] = values[m]
     return out
 
@@ -147,12 +190,14 @@ def evaluate(
     video_keys: np.ndarray,
     num_samples: int = 1000,
     seed: int = 0,
+    val_threshold: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Point estimates, 95% bootstrap intervals and counts of one evaluation set.
 
     Args:
       labels: int [N] 0 real / 1 fake per frame; scores: float [N] fake probability;
-      video_keys: str [N] unique per video; num_samples: bootstrap resamples.
+      video_keys: str [N] unique per video; num_samples: bootstrap resamples;
+      val_threshold: a threshold chosen on the val split: adds VAL_THRESHOLD_METRIC.
 
     Returns:
       (report, samples): report = {metric: {"value", "ci_low", "ci_high"}, "counts":
@@ -171,10 +216,12 @@ def evaluate(
         )
     if len(labels) == 0:
         raise ValueError("Cannot evaluate an empty set: the split holds no examples.")
-    point = compute_metrics(labels, scores, video_keys)
-    samples = bootstrap_metrics(labels, scores, video_keys, num_samples, seed)
+    point = compute_metrics(labels, scores, video_keys, val_threshold)
+    samples = bootstrap_metrics(labels, scores, video_keys, num_samples, seed, val_threshold)
     report: dict[str, Any] = {}
-    for m in METRICS:
+    if val_threshold is not None:
+        report["val_threshold"] = float(val_threshold)
+    for m in _names(val_threshold):
         low, high = percentile_interval(samples[m])
         report[m] = {"value": point[m], "ci_low": low, "ci_high": high}
     _, v_labels, _ = video_scores(video_keys, labels, scores)

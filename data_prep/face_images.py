@@ -15,6 +15,7 @@ already consumed, so an interrupted run sees the same batches as an uninterrupte
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Sequence
 
@@ -76,12 +77,18 @@ def _count_and_first(path: str) -> tuple[int, bytes | None]:
     """
     dataset = tf.data.TFRecordDataset(path)
     first = None
-    for record in dataset.take(1):
-        first = record.numpy()
-    count, size = dataset.reduce(
-        (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
-        lambda acc, r: (acc[0] + 1, acc[1] + tf.cast(tf.strings.length(r), tf.int64)),
-    )
+    try:
+        for record in dataset.take(1):
+            first = record.numpy()
+        count, size = dataset.reduce(
+            (tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+            lambda acc, r: (acc[0] + 1, acc[1] + tf.cast(tf.strings.length(r), tf.int64)),
+        )
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+        raise CorruptShardError(
+            f"Corrupt or truncated TFRecord shard {path}: {_short_message(err)}. "
+            "Delete it and re-run the stage that wrote it."
+        ) from None
     count = int(count)
     file_size = tf.io.gfile.stat(path).length
     if int(size) + _RECORD_OVERHEAD * count != file_size:
@@ -91,6 +98,50 @@ def _count_and_first(path: str) -> tuple[int, bytes | None]:
             "re-run the stage that wrote it."
         )
     return count, first
+
+
+def _count_all(paths: Sequence[str]) -> list[tuple[int, bytes | None]]:
+    """`_count_and_first` of every shard in one tf.data pass (CRC-checked in C++).
+
+    Datasets of face crops hold one shard per crop: opening one dataset per shard
+    costs tens of milliseconds each, minutes for a set of ten thousand crops, where
+    one interleaved pass takes seconds. Any read error falls back to the shard by
+    shard check, which names the file.
+    """
+    files = tf.data.Dataset.from_tensor_slices(list(paths)).enumerate()
+
+    def records(index: tf.Tensor, path: tf.Tensor) -> tf.data.Dataset:
+        return (
+            tf.data.TFRecordDataset(path)
+            .enumerate()
+            .map(
+                lambda j, r: (
+                    index,
+                    tf.cast(tf.strings.length(r), tf.int64),
+                    tf.where(tf.equal(j, 0), r, tf.constant(b"")),
+                )
+            )
+        )
+
+    stream = files.interleave(
+        records, cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
+    )
+    counts = np.zeros(len(paths), np.int64)
+    sizes = np.zeros(len(paths), np.int64)
+    firsts: list[bytes | None] = [None] * len(paths)
+    try:
+        for index, length, first in stream.batch(4096).as_numpy_iterator():
+            np.add.at(counts, index, 1)
+            np.add.at(sizes, index, length)
+            for k in np.nonzero(length * (np.char.str_len(first.astype(bytes)) > 0))[0]:
+                firsts[int(index[k])] = first[k]
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+        return [_count_and_first(path) for path in paths]
+    for path, count, size in zip(paths, counts, sizes, strict=True):
+        file_size = os.path.getsize(path)
+        if int(size) + _RECORD_OVERHEAD * int(count) != file_size:
+            return [_count_and_first(path) for path in paths]  # names the shard
+    return [(int(c), f) for c, f in zip(counts, firsts, strict=True)]
 
 
 def _short_message(err: tf.errors.OpError) -> str:
@@ -118,14 +169,14 @@ def inspect_shards(pattern: str | Sequence[str], expected_size: int | None = Non
     paths = resolve_shards(pattern)
     counts: list[int] = []
     size: tuple[int, int] | None = None
-    for path in paths:
-        try:
-            count, first = _count_and_first(path)
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-            raise CorruptShardError(
-                f"Corrupt or truncated TFRecord shard {path}: {_short_message(err)}. "
-                "Delete it and re-run the stage that wrote it."
-            ) from None
+    try:
+        read = _count_all(paths)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+        raise CorruptShardError(
+            f"Corrupt or truncated TFRecord shard: {_short_message(err)}. Delete it and "
+            "re-run the stage that wrote it."
+        ) from None
+    for path, (count, first) in zip(paths, read, strict=True):
         counts.append(count)
         if first is None:
             logging.warning("Shard %s holds no records.", path)

@@ -78,17 +78,16 @@ def read_image(path: str, min_size: int = 0) -> np.ndarray:
     except OSError as e:
         raise ImageReadError(f"Cannot read {path}: {e}", "unreadable") from None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if _truncated(data):
+        raise ImageReadError(
+            f"{path} is cut short (no end marker after {len(data)} bytes): re-copy the file.",
+            "truncated",
+        )
     if image is None:
         raise ImageReadError(
             f"{path} does not decode as an image ({len(data)} bytes).", "unreadable"
         )
     size = (int(image.shape[0]), int(image.shape[1]))
-    if _truncated(data):
-        raise ImageReadError(
-            f"{path} is cut short (no end marker after {len(data)} bytes): re-copy the file.",
-            "truncated",
-            size,
-        )
     if min(size) < min_size:
         raise ImageReadError(
             f"{path} is {size[1]}x{size[0]}, smaller than the {min_size}x{min_size} crops "

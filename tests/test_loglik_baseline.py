@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from likelihood_helpers import write_likelihood_tree
 
+from classifier import metrics
 from data_prep import likelihood_records
 from data_prep.methods import ORIGINAL, PAPER_METHODS
 from experiments.pipeline import loglik_baseline
@@ -45,10 +46,10 @@ def test_threshold_maximises_balanced_accuracy_not_plain_accuracy():
     # 1 real among 9 fakes: plain accuracy would favour calling everything fake.
     labels = np.array([0] + [1] * 9)
     scores = np.array([5.0, 1, 2, 3, 4, 6, 7, 8, 9, 10])
-    t = loglik_baseline.balanced_threshold(labels, scores)
+    t = metrics.balanced_threshold(labels, scores)
     assert t == pytest.approx(5.5)  # real (5.0) below, 5 of 9 fakes above: balanced 0.78
     with pytest.raises(ValueError, match="real and fake"):
-        loglik_baseline.balanced_threshold(np.ones(3), np.arange(3.0))
+        metrics.balanced_threshold(np.ones(3), np.arange(3.0))
 
 
 def test_leave_one_out_val_never_holds_the_method_under_test():

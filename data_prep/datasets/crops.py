@@ -143,6 +143,7 @@ def _read_rows(
                 stem = _stem(row.get(name_column) or "")
                 label = cell(row, "label").lower()
                 source = _LABELS.get(label)
+                listed.add(stem)  # a file with a bad row is that row's problem only
                 if not stem or source is None:
                     problems.append(
                         DatasetProblem(
@@ -154,7 +155,6 @@ def _read_rows(
                         )
                     )
                     continue
-                listed.add(stem)
                 if source != ORIGINAL:
                     source = cell(row, "method") or METHOD
                 if stem not in images:

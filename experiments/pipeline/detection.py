@@ -186,6 +186,8 @@ def run_method(
         scored["test"] = _score_into(trained.model, stream("test"), config.batch_size, f, False)
     evaluations = {}
     samples = {}
+    # The val split also chooses a threshold (best balanced accuracy), applied to test.
+    threshold = metrics_lib.balanced_threshold(*scored["val"].arrays()[:2])
     for name in ("test", "val"):
         labels, scores, keys = scored[name].arrays()
         evaluations[name], samples[name] = metrics_lib.evaluate(
@@ -194,6 +196,7 @@ def run_method(
             keys,
             num_samples=config.bootstrap_samples,
             seed=config.seed,
+            val_threshold=threshold if name == "test" else None,
         )
     report = {
         "protocol": spec.protocol,

@@ -140,40 +140,13 @@ def read_folder(likelihoods_dir: str, split: str, source: str) -> FrameScalars:
     return _concat(parts)
 
 
-def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold t maximising class-balanced accuracy of (score >= t) == fake.
-
-    Candidates are the midpoints between consecutive distinct scores (and one below
-    the lowest, one above the highest), so ties in the data never sit on t; of equal
-    maxima the lowest t is taken.
-
-    Raises:
-      ValueError: `labels` lack real or fake examples.
-    """
-    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
-    n_fake, n_real = int(np.sum(labels == 1)), int(np.sum(labels == 0))
-    if n_fake == 0 or n_real == 0:
-        raise ValueError(
-            f"A threshold needs real and fake examples; got {n_real} real, {n_fake} fake."
-        )
-    values = np.unique(scores)
-    candidates = np.concatenate(
-        [[values[0] - 1.0], (values[:-1] + values[1:]) / 2.0, [values[-1] + 1.0]]
-    )
-    # Counts of examples >= each candidate, per class, from sorted scores.
-    fake_above = n_fake - np.searchsorted(np.sort(scores[labels == 1]), candidates, "left")
-    real_above = n_real - np.searchsorted(np.sort(scores[labels == 0]), candidates, "left")
-    balanced = (fake_above / n_fake + (n_real - real_above) / n_real) / 2.0
-    return float(candidates[int(np.argmax(balanced))])
-
-
 def evaluate_score(
     val_labels: np.ndarray, val_scores: np.ndarray, test_labels: np.ndarray, test_scores: np.ndarray
 ) -> dict[str, float]:
     """{"threshold" (chosen on val), "val_balanced_accuracy", "frame_accuracy",
     "frame_auc"} (fractions; test metrics on the test frames, accuracy at the val
     threshold)."""
-    threshold = balanced_threshold(val_labels, val_scores)
+    threshold = metrics.balanced_threshold(val_labels, val_scores)
     val_pred = np.asarray(val_scores) >= threshold
     val_labels = np.asarray(val_labels)
     val_balanced = 0.5 * (np.mean(val_pred[val_labels == 1]) + np.mean(~val_pred[val_labels == 0]))
