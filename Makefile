@@ -84,8 +84,7 @@ test-fast: install
 REFERENCE_TIMING ?= ../shared/tools/ref_speed_json.py
 
 bench: install
-	$(PY) -m experiments.bench_ubm --nr_resnet=1 --nr_filters=32 --nr_logistic_mix=10 \
-		--batch_size=8 --image_size=64 --steps=5
+	$(PY) -m experiments.bench_ubm --config=smoke --steps=5
 	@if [ -f "$(REFERENCE_TIMING)" ]; then \
 		$(PY) -m experiments.bench_vs_original --original="$(REFERENCE_TIMING)" --runs=3; \
 	else \

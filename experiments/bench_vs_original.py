@@ -11,7 +11,8 @@ Usage (what `make bench` runs where the original code's timing script is present
 STEPS`. Each run times the original, then `bench_ubm` once per matmul dtype, each in a
 fresh process (M=10 logistics), so that all see the same load; the runs alternate.
 Prints one JSON line per run, then one with the median ratio port / original per
-matmul dtype and measure, the configuration and the device.
+matmul dtype and measure, the configuration, the device and the instruction set of the
+port's convolution kernels per matmul dtype (`conv_isa`, probed in the first run).
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def main(argv: list[str]) -> None:
     sizes = [NR_RESNET.value, NR_FILTERS.value, BATCH_SIZE.value, IMAGE_SIZE.value, STEPS.value]
     original_command = [sys.executable, ORIGINAL.value, *map(str, sizes)]
     port_flags = [
-        f"--nr_resnet={NR_RESNET.value}",
-        f"--nr_filters={NR_FILTERS.value}",
-        "--nr_logistic_mix=10",
-        f"--batch_size={BATCH_SIZE.value}",
-        f"--image_size={IMAGE_SIZE.value}",
+        f"--config.ubm.nr_resnet={NR_RESNET.value}",
+        f"--config.ubm.nr_filters={NR_FILTERS.value}",
+        "--config.ubm.nr_logistic_mix=10",
+        f"--config.ubm.batch_size={BATCH_SIZE.value}",
+        f"--config.ubm.image_size={IMAGE_SIZE.value}",
         f"--steps={STEPS.value}",
     ]
     runs = []
@@ -82,12 +83,16 @@ def main(argv: list[str]) -> None:
                     "-m",
                     "experiments.bench_ubm",
                     *port_flags,
-                    f"--matmul_dtype={dtype}",
+                    f"--config.ubm.matmul_dtype={dtype}",
+                    # The kernels' ISA does not change between runs: found once.
+                    "--probe_isa" if index == 0 else "--noprobe_isa",
                 ],
-                f"bench_ubm --matmul_dtype={dtype}",
+                f"bench_ubm --config.ubm.matmul_dtype={dtype}",
             )
             for dtype in MATMUL_DTYPES.value
         }
+        if index == 0:
+            isas = {dtype: port.get("conv_isa") for dtype, port in ports.items()}
         run = benchmark.compare_with_original(original, ports)
         runs.append(run)
         print(json.dumps({"run": index + 1, **run}, sort_keys=True), flush=True)
@@ -97,6 +102,7 @@ def main(argv: list[str]) -> None:
         "config": f"R={NR_RESNET.value} F={NR_FILTERS.value} M=10 batch={BATCH_SIZE.value} "
         f"{IMAGE_SIZE.value}x{IMAGE_SIZE.value} steps={STEPS.value}",
         "device": benchmark.device_description(),
+        "conv_isa": isas,
     }
     print(json.dumps(summary, sort_keys=True))
 

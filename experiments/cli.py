@@ -39,8 +39,9 @@ _OVERRIDE_FLAGS: dict[str, flags.FlagHolder] = {}
 _FIELD_TYPES = config_overrides.leaf_types(ExperimentConfig)
 
 
-def _define_override_flags() -> None:
-    """One flag `config.<field>` per leaf of ExperimentConfig, unset by default."""
+def define_override_flags() -> None:
+    """One flag `config.<field>` per leaf of ExperimentConfig, unset by default (for a
+    binary whose `--workdir` is optional; `define_config_and_workdir` calls it)."""
     if _OVERRIDE_FLAGS:
         return
     for name, kind in _FIELD_TYPES.items():
@@ -77,7 +78,7 @@ def define_config_and_workdir(
     )
     workdir = flags.DEFINE_string("workdir", None, workdir_help)
     flags.mark_flag_as_required("workdir")
-    _define_override_flags()
+    define_override_flags()
     return config, workdir
 
 

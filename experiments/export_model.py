@@ -20,7 +20,6 @@ from absl import app, flags, logging
 
 from classifier.config import ALL, DETECTION_PROTOCOLS
 from experiments import cli
-from experiments.pipeline import run_log
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     default_config=None,
@@ -41,13 +40,15 @@ def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
     if not (OUT.value or "").strip():
         raise app.UsageError("--out is empty: name the model folder to write.")
-    # Only needed where faces/config.json is missing (the face settings).
-    config = cli.experiment_config(CONFIG) if CONFIG.value else None
     workdir = cli.workdir(WORKDIR)
+    # Only needed where faces/config.json is missing (the face settings): the recorded
+    # configuration, or the one named by --config.
+    recorded = os.path.exists(workdir.config)
+    config = cli.experiment_config(CONFIG, workdir) if CONFIG.value or recorded else None
     from experiments.pipeline import devices
 
     if os.path.isdir(workdir.root):  # a mistyped --workdir is not created
-        run_log.record_command(workdir)
+        cli.start_stage(workdir, None)
 
     devices.quiet_tensorflow_logs()
     from experiments.pipeline import model_folder

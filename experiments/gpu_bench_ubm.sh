@@ -29,9 +29,10 @@ mkdir -p "$(dirname "$OUT")"
 status=0
 for batch in 16 64; do
   for precision in float32 mixed_bfloat16; do
-    for xla in noxla xla; do
+    for xla in false true; do
       line=$(timeout "$TIMEOUT" "$PYTHON" -m experiments.bench_ubm --config=paper \
-        --batch_size="$batch" --image_size=64 --mixed_precision="$precision" --"$xla" \
+        --config.ubm.batch_size="$batch" --config.ubm.image_size=64 \
+        --config.ubm.mixed_precision="$precision" --config.ubm.xla="$xla" \
         --steps="$STEPS" --warmup="$WARMUP" 2>/dev/null | grep '^{' | tail -1)
       if [ -n "$line" ]; then
         echo "$line" >> "$OUT"

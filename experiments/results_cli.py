@@ -23,20 +23,21 @@ def make_main(
 ) -> Callable[[list[str]], None]:
     """Returns an absl `main` that runs `build(workdir)` and logs the files written.
 
-    `--config` is checked like every binary's; what the tables and figures say about
-    the run comes from the configurations its stages saved.
+    `--config` (default: the one WORKDIR/config.json records) is checked like every
+    binary's; what the tables and figures say about the run comes from the
+    configurations its stages saved.
     """
 
     def main(argv: list[str]) -> None:
         cli.reject_arguments(argv)
         devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
-        cli.experiment_config(config)
         layout = cli.workdir(workdir)
+        cli.experiment_config(config, layout)
         try:
             paths = build(layout)
         except (FileNotFoundError, PermissionError, ValueError) as e:
             raise app.UsageError(str(e)) from e
-        run_log.record_command(layout)
+        cli.start_stage(layout, None)
         paths.append(run_log.write_run_json(layout))
         for path in paths:
             logging.info("Wrote %s", path)

@@ -26,9 +26,9 @@ def build(workdir: Workdir) -> list[str]:
     """Scores the localisation; returns the files written."""
     from experiments.pipeline import localisation  # TensorFlow: only once the flags are usable
 
-    config = cli.experiment_config(CONFIG)
+    config = cli.experiment_config(CONFIG, workdir)
     return localisation.score_localisation(
-        workdir, config_name=CONFIG.value, bootstrap_samples=config.detector.bootstrap_samples
+        workdir, config_name=config.name, bootstrap_samples=config.detector.bootstrap_samples
     )
 
 
