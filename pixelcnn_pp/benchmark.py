@@ -5,10 +5,11 @@ backward, Adam, Polyak averaging) and the compiled likelihood function of
 `likelihood`, on random uint8 images, after warm-up steps that absorb tracing and
 compilation. FLOP/s figures use the conv/nin multiply-add count of `flops` (a train
 step is counted as 3 forward passes: forward, and a backward pass of twice its cost)
-and are set against the device's peak (`device_peak`): for a CPU, cores x clock x
-vector lanes x FMA units x 2 in float32, or the AMX / AVX512-BF16 rate where the
-convolutions run in bfloat16; for a GPU, the dense peak of a small table of known
-models (None for others).
+and are set against the device's peak (`device_peak`): for a CPU, cores x clock x the
+FLOPs per cycle of the instruction set oneDNN ran the convolutions with (`conv_isa`,
+found by a probe in a child process after the timed steps: float32 vector lanes x FMA
+units x 2, or the AMX / AVX512-BF16 rate where bfloat16 convolutions run on those
+units); for a GPU, the dense peak of a small table of known models (None for others).
 """
 
 from __future__ import annotations
@@ -22,9 +23,21 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from pixelcnn_pp import flops, layers, likelihood, training
+from pixelcnn_pp import conv_isa, flops, layers, likelihood, training
 from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.model import images_to_model_input
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo 'model name', else what `platform` knows)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_description() -> str:
@@ -33,16 +46,7 @@ def device_description() -> str:
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"{len(gpus)} x {details.get('device_name', 'GPU')}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores (CPU only)"
+    return f"{cpu_model()}, {os.cpu_count()} cores (CPU only)"
 
 
 # Dense peak TFLOP/s of known GPUs (vendor figures, no sparsity): name fragment ->
@@ -98,8 +102,30 @@ _AMX_BF16_FLOPS_PER_CYCLE = 1024
 _AVX512_BF16_FLOPS_PER_CYCLE = 128
 
 
+def isa_flops_per_cycle(isa: str, low_precision: bool) -> tuple[int, str]:
+    """(FLOPs per cycle per core of a oneDNN kernel ISA, how they are counted).
+
+    An AMX kernel ("avx512_core_amx") computes in bfloat16 on the tiles: 1024. With
+    16-bit operands (`low_precision`), an AVX512-BF16 kernel ("avx512_core_bf16",
+    "avx512_core_fp16"): 128. Otherwise the float32 FMA rate of the ISA's vector
+    width: 16 lanes (AVX-512, also for bfloat16 operands widened to float32 by an
+    "avx512_core" kernel), 8 (AVX2) x 2 FMA units (assumed) x 2 FLOPs per FMA; AVX
+    and SSE4.1 have no FMA: 8 or 4 lanes x an add and a multiply unit.
+    """
+    if "amx" in isa:
+        return _AMX_BF16_FLOPS_PER_CYCLE, "AMX tiles"
+    if low_precision and isa in ("avx512_core_bf16", "avx512_core_fp16"):
+        return _AVX512_BF16_FLOPS_PER_CYCLE, "AVX512-BF16, 2 FMA units assumed"
+    if isa.startswith("avx512"):
+        return 16 * 2 * 2, "16 float32 lanes x 2 FMA units (assumed) x 2 FLOPs per FMA"
+    if isa.startswith("avx2"):
+        return 8 * 2 * 2, "8 float32 lanes x 2 FMA units (assumed) x 2 FLOPs per FMA"
+    lanes = 8 if isa == "avx" else 4
+    return lanes * 2, f"{lanes} float32 lanes x an add and a multiply unit, no FMA"
+
+
 def device_peak(
-    precision: str = "float32", matmul_dtype: str = "float32"
+    precision: str = "float32", matmul_dtype: str = "float32", conv_isa: str | None = None
 ) -> tuple[float | None, str]:
     """(peak GFLOP/s of the device the benchmark runs on, or None; its assumptions).
 
@@ -111,6 +137,12 @@ def device_peak(
     `amx_bf16`, else of AVX512-BF16 (128) where it has `avx512_bf16`, else the float32
     rate. GPU: the dense tensor-core peak for mixed precision, the float32 peak
     otherwise, for the models of a small table; None for other GPUs.
+
+    `conv_isa`, the ISA of the oneDNN kernels the convolutions ran with (see
+    `conv_isa.probe_conv_isa`), replaces the CPU flags where given: the rate is then
+    `isa_flops_per_cycle(conv_isa, ...)`, so no AMX or AVX512-BF16 peak is claimed
+    where the kernels did not use those units (for instance bfloat16 convolutions that
+    TensorFlow runs in float32 through Eigen).
     """
     low = precision not in ("", "float32") or matmul_dtype != "float32"
     gpus = tf.config.list_physical_devices("GPU")
@@ -127,6 +159,13 @@ def device_peak(
     if mhz is None:
         return None, "CPU clock unknown (no 'cpu MHz' in /proc/cpuinfo)"
     cores = _cpu_cores()
+    if conv_isa is not None:
+        per_cycle, how = isa_flops_per_cycle(conv_isa, low)
+        return cores * mhz / 1000.0 * per_cycle, (
+            f"{cores} cores x {mhz:.0f} MHz ({source}) x {per_cycle} FLOPs per cycle of "
+            f"the convolutions' oneDNN kernels ({conv_isa}: {how}); the input and "
+            "output layers are counted at this rate too"
+        )
     if low and ("amx_bf16" in flags_ or "avx512_bf16" in flags_):
         amx = "amx_bf16" in flags_
         per_cycle = _AMX_BF16_FLOPS_PER_CYCLE if amx else _AVX512_BF16_FLOPS_PER_CYCLE
@@ -160,6 +199,7 @@ def benchmark_ubm(
     warmup: int = 2,
     scratch_dir: str | None = None,
     matmul_dtype: str = "float32",
+    probe_isa: bool = True,
 ) -> dict:
     """Measures train and likelihood throughput of the UBM described by `config`.
 
@@ -173,12 +213,19 @@ def benchmark_ubm(
         temporary folder, deleted after.
       matmul_dtype: "float32", or "bfloat16" for bfloat16 convolutions with the rest
         in float32 (see `layers.matmul_precision`).
+      probe_isa: on a CPU, find the ISA of the convolutions' oneDNN kernels
+        (`conv_isa.probe_conv_isa`, a child process with oneDNN's verbose log, run
+        after the timed steps; TensorFlow's start-up makes it take seconds) and base
+        the peak on it; False: the keys are None and the peak comes from the CPU flags.
 
     Returns:
-      A flat dict: the settings, device, TF version, forward FLOPs per image,
-      train/likelihood images per second, achieved FLOP/s (and GFLOP/s), the device
-      peak (`peak_gflops`, None where unknown, with `peak_assumptions`) and the
-      fractions of it, compile times.
+      A flat dict: the settings, device, CPU model, TF version, forward FLOPs per
+      image, train/likelihood images per second, achieved FLOP/s (and GFLOP/s), the
+      device peak (`peak_gflops`, None where unknown, with `peak_assumptions`) and the
+      fractions of it, compile times, and the convolutions' kernels: `conv_isa` (e.g.
+      "avx512_core_amx", "avx512_core_bf16", "avx512_core", "avx2"; None on a GPU or
+      unprobed), `conv_kernels` (each kernel's oneDNN name and dtype, or why none),
+      `onednn_max_isa` and `onednn_custom_ops` (TensorFlow's oneDNN operations on).
     """
     if steps < 1 or warmup < 1:
         raise ValueError(f"steps and warmup must be at least 1, got {steps} and {warmup}.")
@@ -222,7 +269,15 @@ def benchmark_ubm(
     )
     train_ips = batch * steps / train_seconds
     lik_ips = batch * steps / lik_seconds
-    peak, assumptions = device_peak(config.mixed_precision, matmul_dtype)
+    # What the gated resnets' convolutions computed in, read off the model.
+    conv_dtype = run.model.up0_u0.conv1.compute_dtype
+    if tf.config.list_physical_devices("GPU"):
+        kernels = conv_isa.not_probed("GPU (cuDNN): no oneDNN convolution")
+    elif probe_isa:
+        kernels = conv_isa.probe_conv_isa(conv_dtype, batch, size, config.nr_filters)
+    else:
+        kernels = conv_isa.not_probed("not probed")
+    peak, assumptions = device_peak(config.mixed_precision, matmul_dtype, kernels["conv_isa"])
     train_gflops = 3.0 * forward * train_ips / 1e9
     lik_gflops = forward * lik_ips / 1e9
     return {
@@ -234,8 +289,9 @@ def benchmark_ubm(
         "xla": config.xla,
         "mixed_precision": config.mixed_precision or "float32",
         "matmul_dtype": run.model.matmul_dtype,
-        # What the gated resnets' convolutions computed in, read off the model.
-        "conv_compute_dtype": run.model.up0_u0.conv1.compute_dtype,
+        "conv_compute_dtype": conv_dtype,
+        **kernels,
+        "cpu_model": cpu_model(),
         "device": device_description(),
         "tensorflow": tf.__version__,
         "parameters": int(run.model.count_params()),

@@ -1,6 +1,7 @@
 """The bfloat16-convolution mode of the UBM (`layers.matmul_precision("bfloat16")`):
 same variables as float32, float32 output, close maps, causal, trainable; the float32
-default untouched; `compare_precisions` compares one checkpoint; the bf16 peak.
+default untouched; `compare_precisions` compares one checkpoint; the bf16 peak, set by
+the ISA of the convolutions' oneDNN kernels, read from oneDNN's verbose log.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import files
-from pixelcnn_pp import benchmark, likelihood, run_folder, training
+from pixelcnn_pp import benchmark, conv_isa, likelihood, run_folder, training
 from pixelcnn_pp import layers as L
 from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.distributions import discretized_mix_logistic_loss, pixel_log_likelihood
@@ -144,6 +145,104 @@ def test_bf16_peak_uses_the_matrix_units(monkeypatch):
     assert benchmark.device_peak("float32", "bfloat16")[0] == pytest.approx(fp32)
 
 
+# oneDNN verbose lines as TensorFlow 2.21 (oneDNN 3.7) prints them, and in the older
+# form without the "v1,primitive" fields.
+_AMX_INFO = (
+    "onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with float16, Intel DL Boost and "
+    "bfloat16 support and Intel AMX with bfloat16 and 8-bit integer support"
+)
+_CONV = (
+    "onednn_verbose,v1,primitive,exec,cpu,convolution,{impl},{prop},src:{dt}::blocked:acdb::f0 "
+    "wei:{dt}:a:blocked:Acdb16a::f0 bia:undef::undef::: dst:{dt}::blocked:acdb::f0,"
+    "attr-scratchpad:user,alg:convolution_direct,mb8_ic64oc32_ih65oh64kh2_iw66ow64kw3,0.5"
+)
+_GEMM = (
+    "onednn_verbose,v1,primitive,exec,cpu,gemm_api,,undef,src_f32::blocked:ab:f0 "
+    "wei_f32::blocked:ab:f0 dst_f32::blocked:ab:f0,,,256x32:32x288,0.06"
+)
+
+
+def test_conv_isa_is_read_from_onednn_verbose_lines():
+    amx = [
+        _AMX_INFO,
+        "onednn_verbose,v1,primitive,info,template:operation,engine,primitive,implementation",
+        _CONV.format(impl="brg_conv_fwd:avx512_core_amx", prop="forward_training", dt="bf16"),
+        _CONV.format(
+            impl="brg_conv_bwd:avx512_core_amx+brg_conv_fwd:avx512_core_amx",
+            prop="backward_data",
+            dt="bf16",
+        ),
+        "2026-01-01 some other output",
+    ]
+    found = conv_isa.parse_verbose(amx)
+    assert found["conv_isa"] == "avx512_core_amx"
+    assert found["onednn_max_isa"] == "avx512_core_amx"
+    assert "forward_training: brg_conv_fwd:avx512_core_amx (bf16)" in found["conv_kernels"]
+    assert "backward_data: brg_conv_bwd:avx512_core_amx" in found["conv_kernels"]
+    # AVX512-BF16 without AMX (older line form), and float32 on AVX-512.
+    bf16 = [
+        "onednn_verbose,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support",
+        "onednn_verbose,exec,cpu,convolution,jit:avx512_core_bf16,forward_inference,"
+        "src_bf16::blocked:aBcd16b:f0 wei_bf16::blocked:ABcd8b16a2b:f0,,mb8,0.2",
+    ]
+    assert conv_isa.parse_verbose(bf16)["conv_isa"] == "avx512_core_bf16"
+    fp32 = [_CONV.format(impl="brg_conv_fwd:avx512_core", prop="forward_training", dt="f32")]
+    assert conv_isa.parse_verbose(fp32)["conv_isa"] == "avx512_core"
+    # TensorFlow's oneDNN operations off (or bf16 without AVX-512): Eigen convolutions,
+    # their products through oneDNN's float32 sgemm at the CPU's vector ISA.
+    eigen = conv_isa.parse_verbose(["onednn_verbose,v1,info,cpu,isa:Intel AVX2", _GEMM, _GEMM])
+    assert eigen["conv_isa"] == "avx2" and eigen["onednn_max_isa"] == "avx2"
+    assert eigen["conv_kernels"] == "eigen convolution (oneDNN gemm_api f32)"
+    eigen_on_amx = conv_isa.parse_verbose([_AMX_INFO, _GEMM])
+    assert eigen_on_amx["conv_isa"] == "avx512_core"
+    reference = [_CONV.format(impl="ref:any", prop="forward_training", dt="f32")]
+    assert conv_isa.parse_verbose(reference)["conv_isa"] is None
+    nothing = conv_isa.parse_verbose(["no oneDNN here"])
+    assert nothing == {
+        "conv_isa": None,
+        "conv_kernels": "no oneDNN kernel ran",
+        "onednn_max_isa": None,
+    }
+
+
+def test_onednn_isa_names_from_implementations_and_descriptions():
+    assert conv_isa.isa_of_implementation("jit_1x1:avx512_core") == "avx512_core"
+    assert conv_isa.isa_of_implementation("brg_conv_fwd:avx2") == "avx2"
+    assert conv_isa.isa_of_implementation("gemm:jit") is None
+    assert conv_isa.isa_of_implementation("jit:uni") is None
+    described = {
+        "Intel AVX2": "avx2",
+        "Intel AVX2 with Intel DL Boost": "avx2_vnni",
+        "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions": "avx512_core",
+        "Intel AVX-512 with Intel DL Boost": "avx512_core_vnni",
+        "Intel AVX-512 with Intel DL Boost and bfloat16 support": "avx512_core_bf16",
+        "Intel AVX-512 with float16 and Intel DL Boost and bfloat16": "avx512_core_fp16",
+        "Intel SSE4.1": "sse41",
+    }
+    for text, isa in described.items():
+        assert conv_isa.isa_from_description(text) == isa, text
+    assert conv_isa.vector_isa("avx512_core_amx") == "avx512_core"
+    assert conv_isa.vector_isa("avx2_vnni") == "avx2"
+
+
+def test_the_cpu_peak_follows_the_isa_the_convolutions_ran_with(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(benchmark, "_cpu_cores", lambda: 2)
+    flags_ = {"avx512f", "avx2", "amx_bf16", "avx512_bf16"}
+    monkeypatch.setattr(benchmark, "_cpu_flags_and_mhz", lambda: (flags_, 2000.0, "test"))
+    amx, why = benchmark.device_peak("float32", "bfloat16", conv_isa="avx512_core_amx")
+    assert amx == pytest.approx(2 * 2.0 * 1024) and "avx512_core_amx" in why
+    # The CPU has AMX, but the kernels did not use it: no AMX peak.
+    bf16 = benchmark.device_peak("float32", "bfloat16", conv_isa="avx512_core_bf16")[0]
+    assert bf16 == pytest.approx(2 * 2.0 * 128)
+    widened = benchmark.device_peak("float32", "bfloat16", conv_isa="avx512_core")[0]
+    assert widened == pytest.approx(2 * 2.0 * 16 * 2 * 2)
+    fp32 = benchmark.device_peak("float32", "float32", conv_isa="avx512_core_bf16")[0]
+    assert fp32 == pytest.approx(widened)
+    avx2, why = benchmark.device_peak("float32", "bfloat16", conv_isa="avx2")
+    assert avx2 == pytest.approx(2 * 2.0 * 8 * 2 * 2) and "AMX" not in why
+
+
 def test_a_training_run_builds_its_model_in_the_configs_matmul_dtype(tmp_path):
     config = UBMConfig(nr_resnet=1, nr_filters=8, nr_logistic_mix=2, image_size=16)
     with pytest.raises(ValueError, match="matmul_dtype"):
@@ -167,3 +266,10 @@ def test_bench_ubm_measures_the_matmul_dtype_it_is_asked_for(tmp_path):
     )
     assert result["matmul_dtype"] == "bfloat16" and result["conv_compute_dtype"] == "bfloat16"
     assert result["likelihood_images_per_sec"] > 0 and result["train_images_per_sec"] > 0
+    # The kernels' ISA, probed in a child process (this process logs nothing of oneDNN).
+    assert result["cpu_model"] == benchmark.cpu_model()
+    assert isinstance(result["onednn_custom_ops"], bool), result["conv_kernels"]
+    assert result["conv_isa"] is not None
+    assert result["peak_gflops"] is None or result["conv_isa"] in result["peak_assumptions"]
+    assert result["conv_isa"].startswith(("avx", "sse")), result["conv_isa"]
+    assert result["conv_kernels"] and result["onednn_max_isa"] is not None
