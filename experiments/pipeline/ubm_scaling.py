@@ -17,10 +17,22 @@ steps`), so a short run is not judged by weights still near their initial values
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
+import time
+from typing import Any
 
+import numpy as np
+
+from classifier.config import KNOWN, MAPS, MAPS_AND_GREY, PIXELS_GREY, PIXELS_RGB
+from classifier.inputs import LABELS
+from classifier.metrics import VAL_THRESHOLD_METRIC
+from data_prep.files import read_json
+from data_prep.methods import ORIGINAL
 from experiments.configs.base import ExperimentConfig
+from experiments.pipeline import detection, likelihoods, ubm
+from experiments.pipeline.workdir import MANIFEST_FILE, SHARD_SUFFIX, Workdir
 from pixelcnn_pp import flops
 
 _POINT = re.compile(r"^r(\d+)f(\d+)s(\d+)$")
@@ -81,3 +93,173 @@ def training_flops(config: ExperimentConfig) -> float:
 def point_dir(out_dir: str, point: ScalingPoint) -> str:
     """The work directory of one point."""
     return os.path.join(out_dir, point.name)
+
+
+def link_face_subset(faces_dir: str, out_dir: str, train_per_class: int, seed: int) -> int:
+    """The study's face set in `out_dir`: links to `train_per_class` training shards of
+    each class (drawn with `seed`; 0: all) and to every val and test shard, with the
+    manifest, so the stages read them as a faces folder. Returns the shards linked.
+
+    The UBM still trains on every pristine training crop; the subset only bounds the
+    maps to extract and the detectors' training time per point.
+    """
+    rng = np.random.default_rng(seed)
+    linked = 0
+    for split in sorted(os.listdir(faces_dir)):
+        split_dir = os.path.join(faces_dir, split)
+        if not os.path.isdir(split_dir):
+            continue
+        by_label: dict[bool, list[str]] = {True: [], False: []}
+        for source in sorted(os.listdir(split_dir)):
+            shards = sorted(glob.glob(os.path.join(split_dir, source, "*" + SHARD_SUFFIX)))
+            by_label[source == ORIGINAL] += shards
+        for shards in by_label.values():
+            if split == "train" and 0 < train_per_class < len(shards):
+                shards = sorted(rng.choice(shards, train_per_class, replace=False))
+            for shard in shards:
+                target = os.path.join(out_dir, os.path.relpath(shard, faces_dir))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                if not os.path.lexists(target):
+                    os.symlink(os.path.abspath(shard), target)
+                linked += 1
+    manifest = os.path.join(out_dir, MANIFEST_FILE)
+    if not os.path.lexists(manifest):
+        os.symlink(os.path.abspath(os.path.join(faces_dir, MANIFEST_FILE)), manifest)
+    return linked
+
+
+def _test_and_val(report: dict[str, Any] | None) -> dict[str, Any]:
+    """The study's figures of one detector's metrics.json (None: not run)."""
+    if report is None:
+        return {}
+    figures = {}
+    for split in ("val", "test"):
+        for metric in ("frame_auc", "frame_accuracy", "frame_eer"):
+            entry = report[split][metric]
+            figures[f"{split}_{metric}"] = entry["value"]
+            if split == "test":
+                figures[f"test_{metric}_ci"] = [entry["ci_low"], entry["ci_high"]]
+    threshold = report["test"].get(VAL_THRESHOLD_METRIC)
+    if threshold is not None:
+        figures[f"test_{VAL_THRESHOLD_METRIC}"] = threshold["value"]
+        figures[f"test_{VAL_THRESHOLD_METRIC}_ci"] = [threshold["ci_low"], threshold["ci_high"]]
+    return figures
+
+
+def run_point(
+    base: ExperimentConfig,
+    point: ScalingPoint,
+    faces_dir: str,
+    out_dir: str,
+    train_per_class: int,
+    inputs: tuple[str, ...],
+    extract_batch_size: int = 64,
+) -> dict[str, Any]:
+    """One point of the study, resumed where it stopped; returns its figures.
+
+    Args:
+      base: the configuration the points vary (`cpu`); its detector trains the LeNets.
+      point: the UBM's R, F and steps.
+      faces_dir: the prepare_faces folder shared by every point (read only).
+      out_dir: the study's folder; the point works in `<out_dir>/<point>/`.
+      train_per_class: training crops per class mapped for the detectors (0: all).
+      inputs: the detector inputs (`classifier.inputs`), the maps first.
+      extract_batch_size: crops per forward pass when mapping.
+
+    Returns:
+      {"point", "nr_resnet", "nr_filters", "steps", "training_flops", "ubm_seconds",
+      "ubm_val_bits_per_dim", "ubm_train_images_per_sec", "extract_seconds",
+      "extract_images_per_sec", and per input `<inputs>`: val/test AUC, accuracy at
+      0.5 and at the val threshold, EER, test intervals}.
+    """
+    config = point_config(base, point)
+    config = dataclasses.replace(
+        config, detector=dataclasses.replace(config.detector, inputs=tuple(inputs))
+    )
+    workdir = Workdir(point_dir(out_dir, point))
+    link_face_subset(faces_dir, workdir.faces, train_per_class, config.ubm.seed)
+    shards = os.path.join(faces_dir, "{}", ORIGINAL, "*" + SHARD_SUFFIX)
+    start = time.monotonic()
+    ubm_metrics = ubm.train_ubm(
+        config.ubm, shards.format("train"), shards.format("val"), workdir.ubm
+    )
+    ubm_seconds = time.monotonic() - start
+    start = time.monotonic()
+    manifest = likelihoods.extract_likelihoods(
+        config,
+        workdir,
+        batch_size=extract_batch_size,
+        matmul_dtype=config.ubm.matmul_dtype,
+        mixed_precision=config.ubm.mixed_precision,
+    )
+    extract_seconds = time.monotonic() - start
+    detection.run_protocol(config, workdir, KNOWN)
+    figures: dict[str, Any] = {
+        "point": point.name,
+        "nr_resnet": point.nr_resnet,
+        "nr_filters": point.nr_filters,
+        "steps": point.steps,
+        "batch_size": config.ubm.batch_size,
+        "matmul_dtype": config.ubm.matmul_dtype,
+        "training_flops": training_flops(config),
+        "ubm_seconds_this_run": round(ubm_seconds, 1),
+        "ubm_val_bits_per_dim": ubm_metrics.get("val_bits_per_dim"),
+        "ubm_train_images_per_sec": ubm_metrics.get("images_per_sec"),
+        "extract_seconds_this_run": round(extract_seconds, 1),
+        "maps": manifest.get("shards_total"),
+    }
+    for kind in inputs:
+        for method in detection.finished_methods(workdir, KNOWN, kind):
+            report = read_json(
+                os.path.join(workdir.protocol(KNOWN, kind), method, detection.METRICS_FILE)
+            )
+            figures[f"{kind}/{method}"] = _test_and_val(report)
+    return figures
+
+
+def plot_scaling(rows: list[dict[str, Any]], path: str) -> None:
+    """Two panels from the points' figures (`run_point`): test AUC of the LeNet on maps
+    (and on maps + grey pixels) against the UBM's training FLOPs, the pixel baselines as
+    lines; and the UBM's validation bits/dim against that AUC. Intervals: 95% bootstrap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    if not rows:
+        return
+    method = next(k.split("/", 1)[1] for k in rows[0] if k.startswith(f"{MAPS}/"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, marker in ((MAPS, "o"), (MAPS_AND_GREY, "s")):
+        points = [(r["training_flops"], r.get(f"{kind}/{method}")) for r in rows]
+        points = [(x, f) for x, f in points if f]
+        if not points:
+            continue
+        xs = [x for x, _ in points]
+        ys = [f["test_frame_auc"] for _, f in points]
+        low = [y - f["test_frame_auc_ci"][0] for y, (_, f) in zip(ys, points, strict=True)]
+        high = [f["test_frame_auc_ci"][1] - y for y, (_, f) in zip(ys, points, strict=True)]
+        left.errorbar(xs, ys, yerr=[low, high], marker=marker, capsize=3, label=LABELS[kind])
+    for kind, style in ((PIXELS_GREY, "--"), (PIXELS_RGB, ":")):
+        figures = next((r[f"{kind}/{method}"] for r in rows if f"{kind}/{method}" in r), None)
+        if figures:
+            left.axhline(
+                figures["test_frame_auc"], linestyle=style, color="grey", label=LABELS[kind]
+            )
+    left.set_xscale("log")
+    left.set_xlabel("UBM training FLOPs")
+    left.set_ylabel("test frame AUC")
+    left.legend(fontsize=7)
+    for r in rows:
+        figures = r.get(f"{MAPS}/{method}")
+        if figures and r.get("ubm_val_bits_per_dim") is not None:
+            right.scatter(r["ubm_val_bits_per_dim"], figures["test_frame_auc"])
+            right.annotate(
+                r["point"], (r["ubm_val_bits_per_dim"], figures["test_frame_auc"]), fontsize=7
+            )
+    right.set_xlabel("UBM validation bits/dim (real val crops)")
+    right.set_ylabel("test frame AUC, LeNet on maps")
+    right.invert_xaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
