@@ -206,7 +206,8 @@ def benchmark_ubm(
     Times batches of uint8 [batch_size, image_size, image_size, 3] random images.
 
     Args:
-      config: architecture, batch_size, image_size, mixed_precision and xla are used.
+      config: architecture, batch_size, image_size, mixed_precision, xla and
+        fused_kernels are used.
       steps: timed steps of each kind.
       warmup: untimed steps first (tracing, XLA compilation).
       scratch_dir: the run's checkpoint folder (nothing is saved there); default a
@@ -292,6 +293,7 @@ def benchmark_ubm(
         "conv_compute_dtype": conv_dtype,
         **kernels,
         "cpu_model": cpu_model(),
+        "fused_kernels": run.model.fused_kernels,
         "device": device_description(),
         "tensorflow": tf.__version__,
         "parameters": int(run.model.count_params()),

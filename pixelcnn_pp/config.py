@@ -42,6 +42,9 @@ class UBMConfig:
     mixed_precision: str = ""  # "", "mixed_bfloat16" or "mixed_float16"
     matmul_dtype: str = "float32"  # or "bfloat16": the convolutions only (MATMUL_DTYPES)
     xla: bool = False
+    # The CPU-fused forward pass (pixelcnn_pp.fused); False runs the plain port. Same
+    # variables either way, so a UBM trained with one loads in the other.
+    fused_kernels: bool = True
     seed: int = 0
     # > 0: a background model (Ren et al., NeurIPS 2019): every training value (each
     # channel of each pixel) is replaced by a uniform random one with this probability.

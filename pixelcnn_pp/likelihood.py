@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pixelcnn_pp import layers, run_folder
+from pixelcnn_pp import fused, layers, run_folder
 from pixelcnn_pp.distributions import pixel_log_likelihood
 from pixelcnn_pp.ema import PolyakAverage
 from pixelcnn_pp.model import images_to_model_input
@@ -96,6 +96,7 @@ def load_ubm(
         strategy.scope(),
         precision_policy(mixed_precision or "float32"),
         layers.matmul_precision(matmul_dtype),
+        fused.use_fused_kernels(config.fused_kernels),
     ):
         model = run_folder.build_model(config)
         ema = PolyakAverage(model.trainable_variables, config.ema_decay)

@@ -10,6 +10,11 @@ before i in raster order.
 
 With V, g and b counted, the parameter count equals the reference code's for the same
 (R, F, M): 578,760 for R=1, F=32, M=10.
+
+:meth:`PixelCNNpp.call` below is the network as the paper and the reference code
+define it. By default the built model runs the same layers through
+:func:`pixelcnn_pp.fused.forward` instead (``fused_kernels``), which gives the same
+output, faster on CPUs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from pixelcnn_pp import fused
 from pixelcnn_pp import layers as L
 
 
@@ -42,10 +48,15 @@ class PixelCNNpp(keras.Model):
       dropout_rate: dropout inside each gated resnet, applied when ``training=True``.
       matmul_dtype: "float32", or "bfloat16" to run the gated resnets' convolutions
         and 1x1 layers and the stride-2 (transposed) convolutions in bfloat16, with
-        the streams, the element-wise work, the input layers and the output layer in
-        float32 (see :mod:`pixelcnn_pp.layers`); default the enclosing
+        the streams, the gates, the input layers and the output layer in float32 (see
+        :mod:`pixelcnn_pp.layers`); default the enclosing
         ``layers.matmul_precision`` scope's, else "float32". Variables are float32 and
         the same either way, so a checkpoint restores under both.
+      fused_kernels: run the built model through :func:`pixelcnn_pp.fused.forward`
+        (True) or the plain port below (False); default the enclosing
+        ``fused.use_fused_kernels`` scope's, else True. Building and the data-dependent
+        initialisation always take the plain pass. The layers and variables are the
+        same either way, so a checkpoint restores under both.
     """
 
     def __init__(
@@ -55,6 +66,7 @@ class PixelCNNpp(keras.Model):
         nr_logistic_mix: int = 10,
         dropout_rate: float = 0.5,
         matmul_dtype: str | None = None,
+        fused_kernels: bool | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("name", "pixelcnn_pp")
@@ -74,13 +86,14 @@ class PixelCNNpp(keras.Model):
         self.dropout_rate = float(dropout_rate)
         self.matmul_dtype = matmul_dtype or L.default_matmul_dtype()
         L.check_matmul_dtype(self.matmul_dtype)
+        self.fused_kernels = (
+            fused.fused_by_default() if fused_kernels is None else bool(fused_kernels)
+        )
         self._ddi_done = False
         mm = self.matmul_dtype
-        # The stride-2 convs read and write float32 streams; in bfloat16 their inputs
-        # are cast on the way in and the next gated resnet casts their outputs back.
+        # The stride-2 convs read and write the streams in the model's dtype; with
+        # bfloat16 matmuls their inputs are cast on the way in, their outputs back.
         mm_policy = L.matmul_policy(self.dtype_policy, mm)
-        # The dtype of every concat_elu: the one the gated resnets' convolutions read.
-        self._ce_dtype = tf.as_dtype(mm_policy.compute_dtype)
 
         r, f = self.nr_resnet, self.nr_filters
         rate = self.dropout_rate
@@ -150,11 +163,10 @@ class PixelCNNpp(keras.Model):
                     "the images to a multiple of 4."
                 )
 
-    def _with_concat_elu(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """A resolution change's output in the streams' dtype, and its concat_elu."""
-        if y.dtype == self.compute_dtype:
-            return y, L.concat_elu_fused(y, self._ce_dtype)
-        return L.stream_concat_elu(y, tf.as_dtype(self.compute_dtype), self._ce_dtype)
+    def _stream(self, name: str, y: tf.Tensor) -> tf.Tensor:
+        """Layer ``name`` on a stream, its output in the streams' dtype (a bfloat16-matmul
+        resolution change returns bfloat16)."""
+        return tf.cast(getattr(self, name)(y), self.compute_dtype)
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         x = tf.convert_to_tensor(x)
@@ -162,55 +174,33 @@ class PixelCNNpp(keras.Model):
         x = tf.cast(x, self.compute_dtype)
         # A channel of ones tells the image from the zero padding of shifted convs.
         x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+        if self.fused_kernels and self.out_nin.built and not L.in_data_dependent_init():
+            return fused.forward(self, x, training)
 
-        # Every stream value travels with its concat_elu (what the gated resnets read),
-        # computed once in the pass that produced the value. The stacks hold only the
-        # concat_elu: the down pass reads them as auxiliary inputs.
-        # The shifts stay graph ops, one per convolution output: a compiled function
-        # taking several convolution outputs gives their gradients one graph node,
-        # which TensorFlow's CPU rewrite fusing a convolution's filter and bias
-        # gradients pairs up wrongly (each input convolution's bias got another's).
-        u = L.down_shift(self.u_in(x))
-        ul = L.down_shift(self.ul_in_up(x)) + L.right_shift(self.ul_in_left(x))
-        u_ce = L.concat_elu_fused(u, self._ce_dtype)
-        ul_ce = L.concat_elu_fused(ul, self._ce_dtype)
-        u_stack, ul_stack = [u_ce], [ul_ce]
-
-        for level in range(3):
+        # u sees the rows above, ul the rows above and the pixels to the left. Every
+        # stream value goes on a list: the down pass takes them back as auxiliary inputs.
+        u_list = [L.down_shift(self.u_in(x))]
+        ul_list = [L.down_shift(self.ul_in_up(x)) + L.right_shift(self.ul_in_left(x))]
+        for level in range(3):  # up pass: full, 1/2, 1/4 resolution
             for i in range(self.nr_resnet):
-                u, u_ce = getattr(self, f"up{level}_u{i}")(
-                    u, u_ce, training=training, return_ce=True
+                u_list.append(getattr(self, f"up{level}_u{i}")(u_list[-1], training=training))
+                ul_list.append(
+                    getattr(self, f"up{level}_ul{i}")(ul_list[-1], u_list[-1], training=training)
                 )
-                ul, ul_ce = getattr(self, f"up{level}_ul{i}")(
-                    ul, ul_ce, (u_ce,), training=training, return_ce=True
-                )
-                u_stack.append(u_ce)
-                ul_stack.append(ul_ce)
             if level < 2:
-                u, u_ce = self._with_concat_elu(getattr(self, f"up{level}_u_down")(u))
-                ul, ul_ce = self._with_concat_elu(getattr(self, f"up{level}_ul_down")(ul))
-                u_stack.append(u_ce)
-                ul_stack.append(ul_ce)
+                u_list.append(self._stream(f"up{level}_u_down", u_list[-1]))
+                ul_list.append(self._stream(f"up{level}_ul_down", ul_list[-1]))
 
-        # The top of each stack is the streams' current value.
-        u_stack.pop()
-        ul_stack.pop()
+        u, ul = u_list.pop(), ul_list.pop()
         for level, pairs in enumerate((self.nr_resnet, self.nr_resnet + 1, self.nr_resnet + 1)):
-            if level > 0:
-                u, u_ce = self._with_concat_elu(getattr(self, f"dn{level}_u_up")(u))
-                ul, ul_ce = self._with_concat_elu(getattr(self, f"dn{level}_ul_up")(ul))
+            if level > 0:  # down pass: 1/4, 1/2, full resolution
+                u = self._stream(f"dn{level}_u_up", u)
+                ul = self._stream(f"dn{level}_ul_up", ul)
             for i in range(pairs):
-                u, u_ce = getattr(self, f"dn{level}_u{i}")(
-                    u, u_ce, (u_stack.pop(),), training=training, return_ce=True
-                )
-                # The auxiliary input is concat([u, ul popped]), given as its parts.
-                block = getattr(self, f"dn{level}_ul{i}")
-                aux = (u_ce, ul_stack.pop())
-                if i < pairs - 1:
-                    ul, ul_ce = block(ul, ul_ce, aux, training=training, return_ce=True)
-                else:  # the next reader is a resolution change or the output layer
-                    ul = block(ul, ul_ce, aux, training=training)
-        if u_stack or ul_stack:  # pragma: no cover - structural invariant
+                u = getattr(self, f"dn{level}_u{i}")(u, u_list.pop(), training=training)
+                a = tf.concat([u, ul_list.pop()], axis=-1)
+                ul = getattr(self, f"dn{level}_ul{i}")(ul, a, training=training)
+        if u_list or ul_list:  # pragma: no cover - structural invariant
             raise AssertionError("PixelCNN++ stacks must be empty after the down pass.")
 
         out = self.out_nin(tf.nn.elu(ul))
@@ -256,5 +246,6 @@ class PixelCNNpp(keras.Model):
             "nr_logistic_mix": self.nr_logistic_mix,
             "dropout_rate": self.dropout_rate,
             "matmul_dtype": self.matmul_dtype,
+            "fused_kernels": self.fused_kernels,
             "name": self.name,
         }

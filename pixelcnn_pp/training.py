@@ -42,7 +42,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from pixelcnn_pp import layers, perturbation, run_folder, strategies, summaries
+from pixelcnn_pp import fused, layers, perturbation, run_folder, strategies, summaries
 from pixelcnn_pp.config import UBMConfig, validate_config
 from pixelcnn_pp.distributions import bits_per_dim, discretized_mix_logistic_loss
 from pixelcnn_pp.ema import PolyakAverage
@@ -111,6 +111,7 @@ def build_run(
     with (
         strategies.precision_policy(config.mixed_precision),
         layers.matmul_precision(config.matmul_dtype),
+        fused.use_fused_kernels(config.fused_kernels),
         strategy.scope(),
     ):
         model = run_folder.build_model(config)

@@ -25,13 +25,14 @@ from pixelcnn_pp.model import PixelCNNpp
 TINY = UBMConfig(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, image_size=8)
 
 
-def _pair(x: tf.Tensor) -> tuple[PixelCNNpp, PixelCNNpp]:
+def _pair(x: tf.Tensor, fused_kernels: bool = True) -> tuple[PixelCNNpp, PixelCNNpp]:
     """A float32 model (data-dependent init on x) and a bfloat16-matmul copy of it."""
     keras.utils.set_random_seed(3)
-    m32 = PixelCNNpp(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, dropout_rate=0.5)
+    config = dict(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, dropout_rate=0.5)
+    m32 = PixelCNNpp(**config, fused_kernels=fused_kernels)
     m32.data_dependent_init(x)
     with L.matmul_precision("bfloat16"):
-        m16 = PixelCNNpp(nr_resnet=1, nr_filters=8, nr_logistic_mix=3, dropout_rate=0.5)
+        m16 = PixelCNNpp(**config, fused_kernels=fused_kernels)
     m16(x[:1])
     for a, b in zip(m16.weights, m32.weights, strict=True):
         a.assign(b)
@@ -42,9 +43,10 @@ def _images(rng, n: int = 2, size: int = 8) -> tf.Tensor:
     return tf.constant(rng.integers(0, 256, (n, size, size, 3)).astype(np.float32) / 127.5 - 1)
 
 
-def test_bf16_matmuls_keep_the_variables_and_give_close_float32_maps(rng):
+@pytest.mark.parametrize("fused_kernels", [True, False])
+def test_bf16_matmuls_keep_the_variables_and_give_close_float32_maps(rng, fused_kernels):
     x = _images(rng)
-    m32, m16 = _pair(x)
+    m32, m16 = _pair(x, fused_kernels)
     assert L.default_matmul_dtype() == "float32" and m32.matmul_dtype == "float32"
     assert m16.matmul_dtype == "bfloat16"
     assert [(w.path, w.shape) for w in m16.weights] == [(w.path, w.shape) for w in m32.weights]
@@ -61,9 +63,10 @@ def test_bf16_matmuls_keep_the_variables_and_give_close_float32_maps(rng):
     assert 0 < diff.mean() < 0.05 and diff.max() < 0.5, (diff.mean(), diff.max())
 
 
-def test_bf16_matmul_model_is_causal(rng):
+@pytest.mark.parametrize("fused_kernels", [True, False])
+def test_bf16_matmul_model_is_causal(rng, fused_kernels):
     x = _images(rng, n=1)
-    _, m16 = _pair(x)
+    _, m16 = _pair(x, fused_kernels)
     base = m16(x, training=False).numpy()
     changed = x.numpy().copy()
     changed[0, 5, 3] = -changed[0, 5, 3]  # pixel (5, 3) in raster order
@@ -74,9 +77,10 @@ def test_bf16_matmul_model_is_causal(rng):
     assert flat[5 * 8 + 4 :].any()
 
 
-def test_bf16_matmul_model_trains_with_finite_gradients_for_every_weight(rng):
+@pytest.mark.parametrize("fused_kernels", [True, False])
+def test_bf16_matmul_model_trains_with_finite_gradients_for_every_weight(rng, fused_kernels):
     x = _images(rng)
-    _, m16 = _pair(x)
+    _, m16 = _pair(x, fused_kernels)
     with tf.GradientTape() as tape:
         loss = discretized_mix_logistic_loss(x, m16(x, training=True))
     grads = tape.gradient(loss, m16.trainable_variables)
@@ -186,8 +190,16 @@ def test_conv_isa_is_read_from_onednn_verbose_lines():
         "src_bf16::blocked:aBcd16b:f0 wei_bf16::blocked:ABcd8b16a2b:f0,,mb8,0.2",
     ]
     assert conv_isa.parse_verbose(bf16)["conv_isa"] == "avx512_core_bf16"
-    fp32 = [_CONV.format(impl="brg_conv_fwd:avx512_core", prop="forward_training", dt="f32")]
-    assert conv_isa.parse_verbose(fp32)["conv_isa"] == "avx512_core"
+    # A whole model: the most frequent forward kernel counts, not the input layer's.
+    fp32 = [
+        "onednn_verbose,v1,info,cpu,isa:Intel AVX2",
+        _CONV.format(impl="x64:gemm:jit", prop="forward_training", dt="f32"),
+        *[_CONV.format(impl="brg_conv_fwd:avx2", prop="forward_training", dt="f32")] * 3,
+    ]
+    found = conv_isa.parse_verbose(fp32)
+    assert found["conv_isa"] == "avx2"
+    assert found["conv_kernels"] == "forward_training: brg_conv_fwd:avx2 (f32), x64:gemm:jit (f32)"
+    assert conv_isa.parse_verbose(fp32[:2])["conv_isa"] == "avx2"  # gemm: sgemm's ISA
     # TensorFlow's oneDNN operations off (or bf16 without AVX-512): Eigen convolutions,
     # their products through oneDNN's float32 sgemm at the CPU's vector ISA.
     eigen = conv_isa.parse_verbose(["onednn_verbose,v1,info,cpu,isa:Intel AVX2", _GEMM, _GEMM])
