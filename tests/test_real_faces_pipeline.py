@@ -19,12 +19,14 @@ import shutil
 import pytest
 
 from classifier.config import INPUT_KINDS
+from classifier.inputs import LABELS
 from data_prep.datasets import open_dataset
 from data_prep.datasets.crops import split_of
 from data_prep.face_settings import GIVEN
 from data_prep.face_stage import prepare_faces
 from experiments.configs import load_config
 from experiments.pipeline import detection, tables, ubm_scaling
+from experiments.pipeline import figures as figures_lib
 from experiments.pipeline.workdir import Workdir
 
 pytestmark = pytest.mark.slow
@@ -114,3 +116,7 @@ def test_one_scaling_point_and_the_tables_on_real_crops(crops_root, tmp_path):
     assert "| DF " not in table1  # a crop dataset shows its own methods only
     with open(os.path.join(workdir.results, "table2.md")) as f:
         assert "Leave-one-out not run: leave-one-out needs two methods or more" in f.read()
+    curves = figures_lib.known_roc_curves(workdir, ("fake",))
+    assert set(curves["fake"]) == {*(LABELS[k] for k in INPUT_KINDS), "-image log-likelihood"}
+    paths = figures_lib.make_figures(workdir)
+    assert paths[-1].endswith(figures_lib.ROC) and os.path.getsize(paths[-1]) > 0

@@ -8,6 +8,10 @@ Khodabakhsh & Busch (BIOSIG 2020):
   source (pristine and each method), red where the likelihood is low; one colour
   scale and a colour bar for all maps. Where possible the columns show one target
   identity: its original video `a` and the fakes `a_*` made on it, at one frame.
+- Not in the paper: the test ROC curves of the known-attack detectors, one panel per
+  method: the LeNet on the maps beside the same LeNet on the pixels (and on both), and
+  the image log-likelihood as a score; the question they answer is whether the maps
+  beat the pixels (`classifier.inputs`).
 
 The methods are those found in the maps (`classifier.data.find_methods`). Reads
 `likelihoods/<split>/<source>/*.tfrecord` of a work directory; writes PNGs to its
@@ -21,18 +25,25 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from matplotlib import ticker
 from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
 from classifier import data as data_lib
+from classifier import metrics
+from classifier.config import INPUT_KINDS, KNOWN
+from classifier.inputs import LABELS
 from data_prep import likelihood_records
 from data_prep.files import atomic_path, check_writable
 from data_prep.methods import ORIGINAL, abbreviation
+from experiments.pipeline import detection, loglik_baseline
 from experiments.pipeline.workdir import SHARD_SUFFIX, Workdir
 
 FIG3 = "fig3_loglik_histograms.png"
 FIG4 = "fig4_likelihood_maps.png"
+ROC = "roc_known.png"
 SPLIT_PREFERENCE = ("val", "test", "train")  # the paper's figures use dev data
 MAP_COLORMAP = "RdYlBu"  # low (unlikely) = red, high = blue
 
@@ -187,8 +198,60 @@ def plot_likelihood_maps(
     _save(fig, path)
 
 
+def known_roc_curves(
+    workdir: Workdir, methods: Sequence[str]
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]]:
+    """{method: {row label: (false-positive rates, true-positive rates, AUC)}} on the
+    test split: every known-attack detector's predictions.csv (the maps and each
+    baseline input that ran) and the image log-likelihood score."""
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]] = {}
+    for method in methods:
+        found = {}
+        for kind in INPUT_KINDS:
+            path = os.path.join(workdir.protocol(KNOWN, kind), method, detection.PREDICTIONS_FILE)
+            if not os.path.exists(path):
+                continue
+            rows = pd.read_csv(path)
+            test = rows[rows["split"] == "test"]
+            if test["label"].nunique() == 2:
+                found[LABELS[kind]] = _roc(test["label"].to_numpy(), test["score"].to_numpy())
+        frames = [
+            loglik_baseline.read_folder(workdir.likelihoods, "test", s) for s in (ORIGINAL, method)
+        ]
+        labels = np.concatenate([f.labels for f in frames])
+        if len(np.unique(labels)) == 2:
+            scores = loglik_baseline.loglik_score(np.concatenate([f.image_loglik for f in frames]))
+            found[loglik_baseline.SCORE_LABELS["loglik"]] = _roc(labels, scores)
+        if found:
+            curves[method] = found
+    return curves
+
+
+def _roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return fpr, tpr, metrics.auc(labels, scores)
+
+
+def plot_roc_curves(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]], path: str
+) -> None:
+    """One panel per method: each detector's test ROC curve, its AUC in the legend."""
+    fig = Figure(figsize=(4.2 * max(1, len(curves)), 4.2))
+    panels = fig.subplots(1, max(1, len(curves)), squeeze=False)[0]
+    for ax, (method, found) in zip(panels, curves.items(), strict=False):
+        for label, (fpr, tpr, auc) in found.items():
+            ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+        ax.set_title(f"known attack: {abbreviation(method)} (test)")
+        ax.set_xlabel("false-positive rate (real called fake)")
+        ax.set_ylabel("true-positive rate")
+        ax.legend(fontsize=6, loc="lower right")
+    _save(fig, path)
+
+
 def make_figures(workdir: Workdir) -> list[str]:
-    """Draws Fig. 3 and Fig. 4 into `results/`; returns the paths.
+    """Draws Fig. 3, Fig. 4 and the known-attack ROC curves (where the detectors ran)
+    into `results/`; returns the paths.
 
     Raises:
       FileNotFoundError: no likelihood maps of original faces in the workdir.
@@ -202,4 +265,9 @@ def make_figures(workdir: Workdir) -> list[str]:
     plot_loglik_histograms(image_logliks(likelihoods_dir, split, methods), split, fig3)
     fig4 = os.path.join(workdir.results, FIG4)
     plot_likelihood_maps(pick_examples(likelihoods_dir, split, methods), split, fig4)
-    return [fig3, fig4]
+    paths = [fig3, fig4]
+    curves = known_roc_curves(workdir, methods)
+    if curves:
+        paths.append(os.path.join(workdir.results, ROC))
+        plot_roc_curves(curves, paths[-1])
+    return paths
