@@ -2,13 +2,14 @@ r"""How detection grows with the UBM: several UBMs on one face set; one JSON lin
 
 Usage:
   python -m experiments.bench_ubm_scaling --config=cpu --workdir=STUDY \
-      --faces_dir=WORKDIR/faces --points=r1f16s250,r1f32s250,r1f32s1000,r2f64s400 \
-      [--train_per_class=2000] [--config.ubm.matmul_dtype=bfloat16 ...]
+      --faces_dir=WORKDIR/faces --points=r1f16s250,r1f32s250,r1f8s250,r1f32s1000 \
+      [--train_per_class=1000 --val_per_class=500] [--config.ubm.matmul_dtype=bfloat16 ...]
 
 For each point r<R>f<F>s<steps> (`experiments.pipeline.ubm_scaling`): the UBM trained on
 every pristine training crop of --faces_dir (a prepare_faces folder, e.g. of
-`--dataset=crops`), the maps of --train_per_class training crops per class and of every
-val and test crop, and the known-attack LeNets on them: the maps, and at the first
+`--dataset=crops`), the maps of --train_per_class training crops per class, of
+--val_per_class val crops per class and of every test crop, and the known-attack LeNets
+on them: the maps, and at the first
 point also the pixel baselines (grey, RGB; they do not depend on the UBM), the maps
 with the grey pixels at every point. Prints one JSON line per point (its UBM's
 validation bits/dim, training FLOPs, wall time, the detectors' val and test AUC,
@@ -41,7 +42,10 @@ POINTS = flags.DEFINE_list(
     "UBMs, each r<R>f<F>s<steps>, in the order they are run.",
 )
 TRAIN_PER_CLASS = flags.DEFINE_integer(
-    "train_per_class", 2000, "Training crops per class mapped for the detectors (0: all).", 0
+    "train_per_class", 1000, "Training crops per class mapped for the detectors (0: all).", 0
+)
+VAL_PER_CLASS = flags.DEFINE_integer(
+    "val_per_class", 500, "Val crops per class mapped for the detectors (0: all).", 0
 )
 
 
@@ -67,7 +71,12 @@ def main(argv: list[str]) -> None:
         inputs = INPUT_KINDS if i == 0 else (MAPS, MAPS_AND_GREY)
         try:
             figures = ubm_scaling.run_point(
-                base, point, FACES_DIR.value, study, TRAIN_PER_CLASS.value, inputs
+                base,
+                point,
+                FACES_DIR.value,
+                study,
+                {"train": TRAIN_PER_CLASS.value, "val": VAL_PER_CLASS.value},
+                inputs,
             )
         except (FileNotFoundError, ValueError, PermissionError) as err:
             raise app.UsageError(f"{point.name}: {err}") from None

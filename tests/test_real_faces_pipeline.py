@@ -76,7 +76,7 @@ def test_one_scaling_point_and_the_tables_on_real_crops(crops_root, tmp_path):
     )
     point = ubm_scaling.ScalingPoint.parse("r1f8s3")
     study = tmp_path / "study"
-    figures = ubm_scaling.run_point(base, point, str(faces), str(study), 0, INPUT_KINDS)
+    figures = ubm_scaling.run_point(base, point, str(faces), str(study), {}, INPUT_KINDS)
     assert figures["point"] == "r1f8s3" and figures["steps"] == 3
     assert figures["training_flops"] == ubm_scaling.training_flops(
         ubm_scaling.point_config(base, point)

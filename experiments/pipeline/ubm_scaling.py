@@ -32,7 +32,7 @@ from data_prep.files import read_json
 from data_prep.methods import ORIGINAL
 from experiments.configs.base import ExperimentConfig
 from experiments.pipeline import detection, likelihoods, ubm
-from experiments.pipeline.workdir import MANIFEST_FILE, SHARD_SUFFIX, Workdir
+from experiments.pipeline.workdir import LIKELIHOODS, MANIFEST_FILE, SHARD_SUFFIX, Workdir
 from pixelcnn_pp import flops
 
 _POINT = re.compile(r"^r(\d+)f(\d+)s(\d+)$")
@@ -95,16 +95,17 @@ def point_dir(out_dir: str, point: ScalingPoint) -> str:
     return os.path.join(out_dir, point.name)
 
 
-def link_face_subset(faces_dir: str, out_dir: str, train_per_class: int, seed: int) -> int:
-    """The study's face set in `out_dir`: links to `train_per_class` training shards of
-    each class (drawn with `seed`; 0: all) and to every val and test shard, with the
+def link_face_subset(faces_dir: str, out_dir: str, per_class: dict[str, int], seed: int) -> int:
+    """The study's face set in `out_dir`: links to `per_class[split]` shards of each
+    class of a split (drawn with `seed`; a split not named, or 0: every shard), with the
     manifest, so the stages read them as a faces folder. Returns the shards linked.
 
     The UBM still trains on every pristine training crop; the subset only bounds the
-    maps to extract and the detectors' training time per point.
+    maps to extract and the detectors' training time per point. Links of an earlier,
+    larger subset that this one leaves out are removed, with their maps.
     """
     rng = np.random.default_rng(seed)
-    linked = 0
+    wanted = set()
     for split in sorted(os.listdir(faces_dir)):
         split_dir = os.path.join(faces_dir, split)
         if not os.path.isdir(split_dir):
@@ -114,18 +115,29 @@ def link_face_subset(faces_dir: str, out_dir: str, train_per_class: int, seed: i
             shards = sorted(glob.glob(os.path.join(split_dir, source, "*" + SHARD_SUFFIX)))
             by_label[source == ORIGINAL] += shards
         for shards in by_label.values():
-            if split == "train" and 0 < train_per_class < len(shards):
-                shards = sorted(rng.choice(shards, train_per_class, replace=False))
-            for shard in shards:
-                target = os.path.join(out_dir, os.path.relpath(shard, faces_dir))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                if not os.path.lexists(target):
-                    os.symlink(os.path.abspath(shard), target)
-                linked += 1
+            count = per_class.get(split, 0)
+            if 0 < count < len(shards):
+                shards = sorted(rng.choice(shards, count, replace=False))
+            wanted.update(os.path.relpath(shard, faces_dir) for shard in shards)
+    for relative in wanted:
+        target = os.path.join(out_dir, relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.symlink(os.path.abspath(os.path.join(faces_dir, relative)), target)
+    stale = [
+        os.path.relpath(path, out_dir)
+        for path in glob.glob(os.path.join(out_dir, "*", "*", "*" + SHARD_SUFFIX))
+        if os.path.relpath(path, out_dir) not in wanted
+    ]
+    maps_dir = os.path.join(os.path.dirname(os.path.normpath(out_dir)), LIKELIHOODS)
+    for relative in stale:
+        os.remove(os.path.join(out_dir, relative))
+        if os.path.exists(os.path.join(maps_dir, relative)):
+            os.remove(os.path.join(maps_dir, relative))
     manifest = os.path.join(out_dir, MANIFEST_FILE)
     if not os.path.lexists(manifest):
         os.symlink(os.path.abspath(os.path.join(faces_dir, MANIFEST_FILE)), manifest)
-    return linked
+    return len(wanted)
 
 
 def _test_and_val(report: dict[str, Any] | None) -> dict[str, Any]:
@@ -151,7 +163,7 @@ def run_point(
     point: ScalingPoint,
     faces_dir: str,
     out_dir: str,
-    train_per_class: int,
+    per_class: dict[str, int],
     inputs: tuple[str, ...],
     extract_batch_size: int = 64,
 ) -> dict[str, Any]:
@@ -162,7 +174,7 @@ def run_point(
       point: the UBM's R, F and steps.
       faces_dir: the prepare_faces folder shared by every point (read only).
       out_dir: the study's folder; the point works in `<out_dir>/<point>/`.
-      train_per_class: training crops per class mapped for the detectors (0: all).
+      per_class: {split: crops per class} mapped for the detectors (0 or absent: all).
       inputs: the detector inputs (`classifier.inputs`), the maps first.
       extract_batch_size: crops per forward pass when mapping.
 
@@ -177,7 +189,7 @@ def run_point(
         config, detector=dataclasses.replace(config.detector, inputs=tuple(inputs))
     )
     workdir = Workdir(point_dir(out_dir, point))
-    link_face_subset(faces_dir, workdir.faces, train_per_class, config.ubm.seed)
+    link_face_subset(faces_dir, workdir.faces, per_class, config.ubm.seed)
     shards = os.path.join(faces_dir, "{}", ORIGINAL, "*" + SHARD_SUFFIX)
     start = time.monotonic()
     ubm_metrics = ubm.train_ubm(
