@@ -277,8 +277,9 @@ def run_protocol(
         )
     inputs.check_kinds(config.detector.inputs)
     kinds = (MAPS,) if protocol == ALL else config.detector.inputs
+    scans: dict[tuple[str, ...], dict[tuple[str, str], data_lib.MapScan]] = {}
     summaries = [
-        _run_inputs(config, workdir, protocol, methods, likelihoods_dir, verbose, kind)
+        _run_inputs(config, workdir, protocol, methods, likelihoods_dir, verbose, kind, scans)
         for kind in kinds
     ]
     return summaries[0]
@@ -292,8 +293,10 @@ def _run_inputs(
     likelihoods_dir: str | None,
     verbose: int,
     kind: str,
+    scan_cache: dict[tuple[str, ...], dict[tuple[str, str], data_lib.MapScan]],
 ) -> dict[str, Any]:
-    """One protocol's detectors on one input kind (`run_protocol`)."""
+    """One protocol's detectors on one input kind (`run_protocol`); the scans of the
+    maps (every input's statistics) are made once and kept in `scan_cache`."""
     likelihoods_dir = likelihoods_dir or workdir.likelihoods
     found = data_lib.find_methods(likelihoods_dir)
     methods = found if methods is None else tuple(methods)
@@ -336,8 +339,11 @@ def _run_inputs(
     scans: dict[tuple[str, str], data_lib.MapScan] = {}
     if todo:
         # One pass over every map before anything is written: sizes checked, the
-        # statistics of every folder kept (not the maps).
-        scans = data_lib.scan_folders(likelihoods_dir, sources=(ORIGINAL, *pool))
+        # statistics of every folder kept (not the maps), shared by the inputs.
+        sources = (ORIGINAL, *pool)
+        if sources not in scan_cache:
+            scan_cache[sources] = data_lib.scan_folders(likelihoods_dir, sources=sources)
+        scans = scan_cache[sources]
     check_writable(root)
     write_json_atomically(
         os.path.join(root, CONFIG_FILE),
