@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterable
 
 # Precedes the child's own summary line on its standard output.
@@ -90,16 +91,19 @@ def parse_verbose(lines: Iterable[str]) -> dict:
         3.x and the older ``onednn_verbose,exec,...`` / ``dnnl_verbose,...`` forms.
 
     Returns:
-      ``conv_isa``: the ISA of the forward convolution's kernel; where a
-      ``gemm``-based convolution or Eigen (no convolution primitive, only ``gemm_api``
-      calls) ran, the vector ISA of oneDNN's sgemm on this CPU (None when nothing of
-      oneDNN ran or the kernel is a reference one). ``conv_kernels``: each
-      propagation kind's implementation and source data type, as one string.
+      ``conv_isa``: the ISA of the forward convolutions' most frequent kernel (in a
+      whole model, the 3-channel input layer may get another); where that is a
+      ``gemm``-based convolution or Eigen ran (no convolution primitive, only
+      ``gemm_api`` calls), the vector ISA of oneDNN's sgemm on this CPU (None when
+      nothing of oneDNN ran or the kernel is a reference one). ``conv_kernels``: per
+      propagation kind, its implementations with their source data type, most
+      frequent first, as one string.
       ``onednn_max_isa``: the most oneDNN would use here (None if the log has no
       ``isa:`` line).
     """
     max_isa = None
-    kernels: dict[str, tuple[str, str]] = {}  # propagation kind -> (implementation, dtype)
+    # propagation kind -> how often each (implementation, source dtype) ran
+    kernels: dict[str, Counter[tuple[str, str]]] = {}
     gemm_dtypes: list[str] = []
     for line in lines:
         if not line.startswith(("onednn_verbose", "dnnl_verbose")):
@@ -122,19 +126,22 @@ def parse_verbose(lines: Iterable[str]) -> dict:
             if dtype not in gemm_dtypes:
                 gemm_dtypes.append(dtype)
         elif kind == "convolution":
-            kernels.setdefault(prop, (impl, dtype))
-    forward = next((kernels[k] for k in kernels if k.startswith("forward")), None)
-    if forward is not None:
-        impl = forward[0]
+            kernels.setdefault(prop, Counter())[(impl, dtype)] += 1
+    forward = sum((n for k, n in kernels.items() if k.startswith("forward")), Counter())
+    if forward:
+        impl = forward.most_common(1)[0][0][0]
         conv_isa = isa_of_implementation(impl)
-        if conv_isa is None and impl.startswith("gemm"):
+        if conv_isa is None and "gemm" in impl:  # "gemm:jit", "x64:gemm:jit"
             conv_isa = vector_isa(max_isa)
     elif gemm_dtypes:  # Eigen's convolution, its products through oneDNN's sgemm
         conv_isa = vector_isa(max_isa) if gemm_dtypes == ["f32"] else max_isa
     else:
         conv_isa = None
-    described = [f"{name}: {impl} ({dtype})" for name, (impl, dtype) in kernels.items()]
-    if forward is None:
+    described = [
+        f"{name}: " + ", ".join(f"{impl} ({dtype})" for (impl, dtype), _ in ran.most_common())
+        for name, ran in kernels.items()
+    ]
+    if not forward:
         eigen = f"eigen convolution (oneDNN gemm_api {'/'.join(gemm_dtypes)})"
         described.insert(0, eigen if gemm_dtypes else "no oneDNN kernel ran")
     return {
