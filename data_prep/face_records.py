@@ -12,6 +12,7 @@ mask has no `mask` feature at all, so its bytes are those of the schema before m
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -99,6 +100,21 @@ FACE_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
 MASK_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
     "mask": tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
+
+
+def parse_face_fields(serialized: tf.Tensor, fields: Sequence[str]) -> dict[str, tf.Tensor]:
+    """Only `fields` of one serialised face example, or of a batch [B] of them, raw
+    (`image` bytes with `image_size`, `mask` bytes: `decode_image`, `decode_mask`).
+    Pure; what a reader needs without parsing the rest.
+
+    Raises:
+      KeyError: a field the face schema does not have.
+    """
+    spec = {**FACE_FEATURE_SPEC, **MASK_FEATURE_SPEC}
+    wanted = {name: spec[name] for name in fields}
+    if serialized.shape.rank == 0:
+        return tf.io.parse_single_example(serialized, wanted)
+    return tf.io.parse_example(serialized, wanted)
 
 
 def decode_mask(raw: tf.Tensor, crop_size: int) -> tuple[tf.Tensor, tf.Tensor]:

@@ -12,6 +12,7 @@ feature of Khodabakhsh & Busch (BIOSIG 2020) that the LeNet-style detector reads
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -125,6 +126,18 @@ def parse_map_and_image_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """`parse_map_features` plus the crop, undecoded: `image` raw bytes and
     `image_size` int64 [2] (`face_records.decode_image` decodes it). Pure; batchable."""
     return tf.io.parse_single_example(serialized, LIKELIHOOD_FEATURE_SPEC)
+
+
+def parse_fields(serialized: tf.Tensor, fields: Sequence[str]) -> dict[str, tf.Tensor]:
+    """Only `fields` of one serialised likelihood example (any of the face schema's,
+    `mask` included, and `loglik_map`, `map_size`, `image_loglik`), raw: decode with
+    `decode_map`, `face_records.decode_image` / `decode_mask`. Pure; batchable.
+
+    Raises:
+      KeyError: a field the schema does not have.
+    """
+    spec = {**LIKELIHOOD_FEATURE_SPEC, **face_records.MASK_FEATURE_SPEC}
+    return tf.io.parse_single_example(serialized, {name: spec[name] for name in fields})
 
 
 def parse_image_loglik(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

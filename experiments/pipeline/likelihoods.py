@@ -118,10 +118,7 @@ def _check_outputs(images: np.ndarray, maps: np.ndarray, lls: np.ndarray) -> Non
         )
 
 
-_IMAGE_SPEC = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "image_size": tf.io.FixedLenFeature([2], tf.int64),
-}
+_IMAGE_FIELDS = ("image", "image_size")
 
 
 def read_shard_records(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -143,7 +140,7 @@ def read_shard_records(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
     if not len(records):
         return records, None
     try:
-        parsed = tf.io.parse_example(records, _IMAGE_SPEC)
+        parsed = face_records.parse_face_fields(tf.constant(records), _IMAGE_FIELDS)
     except tf.errors.InvalidArgumentError as e:
         raise ValueError(f"not a face-crop example ({e.message.splitlines()[0]})") from e
     sizes = parsed["image_size"].numpy()
@@ -158,7 +155,7 @@ def read_shard_records(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
 
 def _decode_batch(index: tf.Tensor, raw: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """[B] shard indices and serialised faces -> (indices, uint8 [B, H, W, 3], raw)."""
-    parsed = tf.io.parse_example(raw, _IMAGE_SPEC)
+    parsed = face_records.parse_face_fields(raw, _IMAGE_FIELDS)
     size = tf.cast(parsed["image_size"][0], tf.int32)  # one size per run (validated)
     pixels = tf.io.decode_raw(parsed["image"], tf.uint8)
     images = tf.reshape(pixels, tf.concat([[-1], size, [3]], axis=0))

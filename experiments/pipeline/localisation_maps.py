@@ -25,18 +25,12 @@ from experiments.pipeline.workdir import CONFIG_FILE, SHARD_SUFFIX, Workdir
 SCORES: tuple[str, ...] = ("neg_loglik", "pristine_diff", "likelihood_ratio")
 BATCH = 64  # maps per batch: [64, 4096] pixel scores and a [64, 4097] IoU curve
 
-_READ_SPEC = {
-    **{
-        k: likelihood_records.LIKELIHOOD_FEATURE_SPEC[k]
-        for k in ("loglik_map", "map_size", "video", "frame")
-    },
-    **face_records.MASK_FEATURE_SPEC,
-}
+_READ_FIELDS = ("loglik_map", "map_size", "video", "frame", "mask")
 
 
 def _parser(map_size: int):
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        parsed = tf.io.parse_single_example(serialized, _READ_SPEC)
+        parsed = likelihood_records.parse_fields(serialized, _READ_FIELDS)
         loglik = likelihood_records.decode_map(parsed.pop("loglik_map"), parsed.pop("map_size"))
         parsed["loglik_map"] = tf.ensure_shape(loglik, [map_size, map_size])
         parsed["has_mask"], parsed["mask"] = face_records.decode_mask(parsed.pop("mask"), map_size)

@@ -52,13 +52,13 @@ _BATCH = 256
 
 # What one frame's score needs: the image log-likelihood, the crop (for its PNG size)
 # and the record's split, method and label (to keep a folder's own records only).
-_SPEC: dict[str, tf.io.FixedLenFeature] = {
-    **likelihood_records.IMAGE_LOGLIK_FEATURE_SPEC,
-    **{
-        k: likelihood_records.LIKELIHOOD_FEATURE_SPEC[k]
-        for k in (*likelihood_records.IMAGE_FIELDS, "split", "method", "label")
-    },
-}
+_FIELDS = (
+    *likelihood_records.IMAGE_LOGLIK_FIELDS,
+    *likelihood_records.IMAGE_FIELDS,
+    "split",
+    "method",
+    "label",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ def read_folder(likelihoods_dir: str, split: str, source: str) -> FrameScalars:
         return _concat([])
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        return tf.io.parse_single_example(serialized, _SPEC)
+        return likelihood_records.parse_fields(serialized, _FIELDS)
 
     parts = []
     dataset = tf.data.TFRecordDataset(shards).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
