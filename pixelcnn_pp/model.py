@@ -174,6 +174,8 @@ class PixelCNNpp(keras.Model):
         x = tf.cast(x, self.compute_dtype)
         # A channel of ones tells the image from the zero padding of shifted convs.
         x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+        # The same layers with CPU-fused kernels (pixelcnn_pp.fused); the pass that
+        # builds the layers and the data-dependent initialisation take the one below.
         if self.fused_kernels and self.out_nin.built and not L.in_data_dependent_init():
             return fused.forward(self, x, training)
 
