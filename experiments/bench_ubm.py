@@ -66,7 +66,7 @@ def main(argv: list[str]) -> None:
 
     # The benchmark initialises on one training batch.
     config = dataclasses.replace(ubm, init_batch_size=ubm.batch_size)
-    try:
+    with cli.stage_errors(f"--workdir={scratch!r}"):
         if scratch is not None:
             files.check_writable(scratch)
         result = benchmark.benchmark_ubm(
@@ -77,8 +77,6 @@ def main(argv: list[str]) -> None:
             matmul_dtype=config.matmul_dtype,
             probe_isa=PROBE_ISA.value,
         )
-    except (ValueError, PermissionError) as err:
-        raise app.UsageError(str(err)) from None
     print(json.dumps(result, sort_keys=True))
 
 

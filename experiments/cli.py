@@ -20,9 +20,10 @@ Only binaries import this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from absl import app, flags
@@ -31,7 +32,7 @@ from data_prep.files import read_json, write_json_atomically
 from experiments.configs import CONFIG_NAMES, ExperimentConfig, load_config
 from experiments.configs import base as config_base
 from experiments.configs import overrides as config_overrides
-from experiments.pipeline import run_log
+from experiments.pipeline import devices, run_log
 from experiments.pipeline.workdir import Workdir
 
 # The flag holders of the dotted overrides, by field name (defined once per process).
@@ -189,12 +190,30 @@ def start_stage(workdir: Workdir, config: ExperimentConfig | None) -> None:
     Raises:
       app.UsageError: the work directory cannot be written.
     """
-    try:
+    with stage_errors(f"--workdir={workdir.root!r}"):
         if config is not None:
             record_config(workdir, config)
         run_log.record_command(workdir)
+
+
+@contextlib.contextmanager
+def stage_errors(target: str = "--workdir") -> Iterator[None]:
+    """Turns what a stage raises for a bad input into an `app.UsageError` with its message.
+
+    The libraries raise ValueError (and its kinds: a corrupt shard, a model folder, a
+    split file), FileNotFoundError and PermissionError with a message that says what to
+    do; any other OSError is about the folder the binary writes (`target`, e.g.
+    "--out='x'"); a configuration that would take too long on a CPU says how long.
+    Anything else (a bug, a non-finite loss) keeps its traceback.
+    """
+    try:
+        yield
+    except app.UsageError:
+        raise
+    except (FileNotFoundError, PermissionError, ValueError, devices.CPUTooSlowError) as err:
+        raise app.UsageError(str(err)) from None
     except OSError as err:
-        raise app.UsageError(f"Cannot write to --workdir={workdir.root!r}: {err}.") from None
+        raise app.UsageError(f"Cannot use {target}: {err}.") from None
 
 
 def reject_arguments(argv: list[str]) -> None:

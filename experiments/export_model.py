@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
     devices.quiet_tensorflow_logs()
     from experiments.pipeline import model_folder
 
-    try:
+    with cli.stage_errors(f"--out={OUT.value!r}"):
         manifest = model_folder.export_model(
             workdir,
             OUT.value,
@@ -62,8 +62,6 @@ def main(argv: list[str]) -> None:
             config=config,
             overwrite=OVERWRITE.value,
         )
-    except model_folder.ModelFolderError as e:
-        raise app.UsageError(str(e)) from e
     test = (manifest["metrics"].get("test") or {}).get("frame_accuracy", {})
     logging.info(
         "Exported %s/%s to %s (test frame accuracy %s).",

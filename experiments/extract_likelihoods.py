@@ -118,7 +118,7 @@ def main(argv: list[str]) -> None:
     from experiments.pipeline import likelihoods
 
     devices.log_devices("extract_likelihoods")
-    try:
+    with cli.stage_errors(f"--workdir={workdir.root!r}"):
         devices.require_gpu_or_allow(
             _ubm_settings(config, ubm_dir),
             ALLOW_CPU.value,
@@ -127,10 +127,7 @@ def main(argv: list[str]) -> None:
             images=lambda: _count_crops(faces_dir),
             training=False,
         )
-    except devices.CPUTooSlowError as err:
-        raise app.UsageError(str(err)) from None
-    cli.start_stage(workdir, config)
-    try:
+        cli.start_stage(workdir, config)
         manifest = likelihoods.extract_likelihoods(
             config,
             workdir,
@@ -142,8 +139,6 @@ def main(argv: list[str]) -> None:
             splits=splits,
             matmul_dtype=config.likelihoods.matmul_dtype,
         )
-    except (FileNotFoundError, PermissionError, ValueError) as e:
-        raise app.UsageError(str(e)) from e
     last = manifest["last_run"]
     logging.info(
         "Likelihood maps: %d videos written, %d already done, %d bad shards skipped.",

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
     config = cli.experiment_config(CONFIG, workdir, own_sections=("synthetic",))
     synthetic = config.synthetic
     out, what = (OUT.value, "--out") if OUT.value else (workdir.generated_dataset, "--workdir")
-    try:
+    with cli.stage_errors(f"{what}={out!r}"):
         check_writable(out, what)
         cli.start_stage(workdir, config)
         summary = generate_synthetic_ffpp(
@@ -60,10 +60,6 @@ def main(argv: list[str]) -> None:
             container=CONTAINER.value,
             compressions=synthetic.compressions,
         )
-    except (ValueError, PermissionError) as err:
-        raise app.UsageError(str(err)) from None
-    except OSError as err:
-        raise app.UsageError(f"Cannot write to {what}={out!r} ({err}).") from None
     pairs = {split: len(p) for split, p in summary["pairs"].items()}
     logging.info(
         "Videos per source: %s at %s; pairs per split: %s",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from experiments import cli
 from experiments.pipeline import devices, run_log
@@ -33,10 +33,8 @@ def make_main(
         devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
         layout = cli.workdir(workdir)
         cli.experiment_config(config, layout)
-        try:
+        with cli.stage_errors(f"--workdir={layout.root!r}"):
             paths = build(layout)
-        except (FileNotFoundError, PermissionError, ValueError) as e:
-            raise app.UsageError(str(e)) from e
         cli.start_stage(layout, None)
         paths.append(run_log.write_run_json(layout))
         for path in paths:

@@ -98,7 +98,6 @@ def main(argv: list[str]) -> None:
     # mistakes answer at once; its CUDA start-up noise is muted on CPU-only machines.
     devices.quiet_tensorflow_logs()
     from data_prep import face_images
-    from data_prep.face_images import CorruptShardError
     from experiments.pipeline import ubm
     from pixelcnn_pp import strategies, training
     from pixelcnn_pp.training import NonFiniteLossError
@@ -120,29 +119,24 @@ def main(argv: list[str]) -> None:
         )
 
     try:
-        devices.require_gpu_or_allow(
-            config,
-            ALLOW_CPU.value,
-            smoke=experiment.smoke,
-            stage="train_ubm",
-            images=training_images,
-            training=True,
-        )
-        cli.start_stage(workdir, experiment)
-        metrics = ubm.train_ubm(
-            config,
-            train_data,
-            val_data.strip() or None,
-            out_dir,
-            strategy_name=STRATEGY.value,
-            strategy=strategy,
-        )
-    except devices.CPUTooSlowError as err:
-        raise app.UsageError(str(err)) from None
-    except (FileNotFoundError, CorruptShardError, PermissionError, ValueError) as err:
-        raise app.UsageError(str(err)) from None
-    except OSError as err:
-        raise app.UsageError(f"Cannot use --workdir={workdir.root!r}: {err}.") from None
+        with cli.stage_errors(f"--workdir={workdir.root!r}"):
+            devices.require_gpu_or_allow(
+                config,
+                ALLOW_CPU.value,
+                smoke=experiment.smoke,
+                stage="train_ubm",
+                images=training_images,
+                training=True,
+            )
+            cli.start_stage(workdir, experiment)
+            metrics = ubm.train_ubm(
+                config,
+                train_data,
+                val_data.strip() or None,
+                out_dir,
+                strategy_name=STRATEGY.value,
+                strategy=strategy,
+            )
     except NonFiniteLossError as err:
         logging.error("%s", err)
         sys.exit(1)
