@@ -147,7 +147,7 @@ def benchmark_faces(
             manifest = prepare_faces(
                 FFPPDataset(root, splits),
                 out,
-                dataclasses.replace(base, detection=mode, max_frames=cap),
+                dataclasses.replace(base, face_finder=mode, max_frames=cap),
                 workers=1,
             )
             runs[run] = (manifest["videos"][0], _boxes(out))

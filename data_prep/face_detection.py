@@ -33,8 +33,8 @@ import dlib
 import numpy as np
 
 from data_prep.face_settings import (
-    DETECTION_MODES,
     EXACT,
+    FACE_FINDERS,
     FAST,
     GIVEN,
     FaceSettings,
@@ -281,8 +281,8 @@ def track_faces(
     Yields:
       (frame index, frame, detection box float [4] (x0, y0, x1, y1) or None).
     """
-    if detection not in DETECTION_MODES:
-        raise ValueError(f"detection must be one of {DETECTION_MODES}, got {detection!r}")
+    if detection not in FACE_FINDERS:
+        raise ValueError(f"face_finder must be one of {FACE_FINDERS}, got {detection!r}")
     if detection == EXACT:
         for index, frame in frames:
             yield index, frame, detector.detect_exact(frame)
@@ -359,13 +359,13 @@ def crop_video(
     the samples drawn from the decoded count. Frames without a face are counted in
     `frames_without_face` and skipped. Crops are uint8 RGB [N, crop_size, crop_size, 3].
 
-    With `settings.detection == "given"` the file is taken as a face crop already
+    With `settings.face_finder == "given"` the file is taken as a face crop already
     (`crop_given`).
 
     Raises:
       VideoReadError: the video cannot be opened, or no frame decodes.
     """
-    if settings.detection == GIVEN:
+    if settings.face_finder == GIVEN:
         return crop_given(video_path, settings)
     detector = detector or FaceDetector(settings.fast)
     reader = VideoFrames(video_path, settings.frames_per_video, settings.max_frames)
@@ -417,7 +417,7 @@ def _crop_frames(reader: VideoFrames, settings: FaceSettings, detector: FaceDete
     frames, boxes, images = [], [], []
     frames_read = 0
     height = width = 0
-    for index, frame, face in track_faces(iter(reader), detector, settings.detection):
+    for index, frame, face in track_faces(iter(reader), detector, settings.face_finder):
         frames_read += 1
         height, width = frame.shape[:2]
         box = crop_box(face, width, height, settings.crop_scale) if face is not None else None

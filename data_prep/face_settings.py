@@ -4,8 +4,8 @@
 frames are sampled, and how faces are found and cropped: dlib's frontal HOG detector
 and the FaceForensics++ crop, a square of side `crop_scale` x max(w, h) resized to
 `crop_size` (Roessler et al., ICCV 2019; Khodabakhsh & Busch, BIOSIG 2020, Sec. 4).
-`experiments/configs/` hold one per configuration, `prepare_faces` overrides it from
-flags, and the same object travels to the worker processes. This module imports
+`experiments/configs/` hold one per configuration (`faces`, each field overridden by
+`--config.faces.<field>`), and the same object travels to the worker processes. This module imports
 neither dlib nor OpenCV nor TensorFlow.
 """
 
@@ -20,7 +20,7 @@ FAST = "fast"
 # another detector cut it; it is resized, not searched (dlib on a tight crop misses
 # the face or cuts it again).
 GIVEN = "given"
-DETECTION_MODES: tuple[str, ...] = (FAST, EXACT, GIVEN)
+FACE_FINDERS: tuple[str, ...] = (FAST, EXACT, GIVEN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +48,9 @@ class FaceSettings:
     compression: str = "raw"  # FF++ level: raw (the paper's), c23, c40
     frames_per_video: int = 0  # 0: every frame; N: N evenly spaced frames
     max_frames: int = 0  # > 0: only the first max_frames frames of a video
-    # "fast", "exact" (dlib on every full-resolution frame) or "given" (the image is the crop)
-    detection: str = FAST
+    # How faces are found (not deepfake detection): "fast", "exact" (dlib on every
+    # full-resolution frame) or "given" (the image is the crop)
+    face_finder: str = FAST
     crop_size: int = 64  # side of the saved crops in pixels
     crop_scale: float = 1.3  # FF++ convention: crop side = 1.3 * max(w, h)
     fast: FastSettings = dataclasses.field(default_factory=FastSettings)
@@ -61,10 +62,10 @@ class FaceSettings:
             object.__setattr__(self, "methods", tuple(m for m in self.methods if m))
 
     def check(self) -> None:
-        """Raises ValueError for a detection mode or frame count that cannot work."""
-        if self.detection not in DETECTION_MODES:
+        """Raises ValueError for a face finder or frame count that cannot work."""
+        if self.face_finder not in FACE_FINDERS:
             raise ValueError(
-                f"detection must be one of {', '.join(DETECTION_MODES)}, got {self.detection!r}"
+                f"face_finder must be one of {', '.join(FACE_FINDERS)}, got {self.face_finder!r}"
             )
         if self.frames_per_video < 0 or self.max_frames < 0:
             raise ValueError("frames_per_video and max_frames must be >= 0 (0: every frame).")

@@ -65,7 +65,7 @@ _RESUME_KEYS = (
     "compression",
     "frames_per_video",
     "max_frames",
-    "detection",
+    "face_finder",
     "crop_size",
     "crop_scale",
     "fast",
@@ -199,6 +199,8 @@ def _check_resume(out_dir: str, settings: FaceSettings) -> None:
     if saved is None:
         write_json_atomically(path, current)
         return
+    if "detection" in saved and "face_finder" not in saved:
+        saved["face_finder"] = saved["detection"]  # the name before face finding had its own
     changed = [k for k in _RESUME_KEYS if saved.get(k) != current[k]]
     if changed:
         diff = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)

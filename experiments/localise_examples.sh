@@ -37,7 +37,7 @@ fi
 COMMON=(--config=smoke --workdir="$WORKDIR")
 # Exit 3: some folders (fake/) are absent by design; the real videos are cropped.
 "$PYTHON" -m experiments.prepare_faces "${COMMON[@]}" --dataset=folder --dataset_root="$DATA" \
-  --frames_per_video="$FRAMES" || [ $? -eq 3 ]
+  --config.faces.frames_per_video="$FRAMES" || [ $? -eq 3 ]
 "$PYTHON" -m experiments.train_ubm "${COMMON[@]}"
 "$PYTHON" -m experiments.train_ubm "${COMMON[@]}" --background
 "$PYTHON" -m experiments.localise_images "${COMMON[@]}" --images="$IMAGES"

@@ -22,7 +22,7 @@ import sys
 from absl import app, flags, logging
 
 from experiments import cli
-from experiments.pipeline import devices, run_log
+from experiments.pipeline import devices
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
     workdir_help="Work directory with the trained ubm/ (and background_ubm/)."
@@ -43,8 +43,8 @@ flags.mark_flag_as_required("images")
 
 def main(argv: list[str]) -> None:
     cli.reject_arguments(argv)
-    config = cli.experiment_config(CONFIG)
     workdir = cli.workdir(WORKDIR)
+    config = cli.experiment_config(CONFIG, workdir)
     ubm_dir = UBM_DIR.value or workdir.ubm
     background_dir = None
     if BACKGROUND.value:
@@ -61,8 +61,8 @@ def main(argv: list[str]) -> None:
     devices.quiet_tensorflow_logs()
     from experiments.pipeline import image_localisation
 
-    run_log.record_command(workdir)
-    try:
+    with cli.stage_errors(f"--out={out_dir!r}"):
+        cli.start_stage(workdir, config)
         rows = image_localisation.localise_images(
             IMAGES.value,
             ubm_dir,
@@ -71,8 +71,6 @@ def main(argv: list[str]) -> None:
             background_dir=background_dir,
             header=f"UBM {ubm_dir}; background {background_dir or 'none'}; images {IMAGES.value}",
         )
-    except (FileNotFoundError, PermissionError, ValueError) as err:
-        raise app.UsageError(str(err)) from None
     failed = [r for r in rows if "error" in r]
     for row in rows:
         if "error" in row:

@@ -1,7 +1,10 @@
 """Figures 3 and 4 of the paper from the saved likelihood maps.
 
 Usage:
-  python -m experiments.make_figures --config=smoke --workdir=WORKDIR
+  python -m experiments.make_figures --workdir=WORKDIR
+
+The configuration is the one WORKDIR/config.json records (`--config`, if given, must
+name it); what the results say about the run comes from what each stage saved.
 
 Writes `WORKDIR/results/fig3_loglik_histograms.png` (image log-likelihood, pristine
 vs each method found, val split) and `fig4_likelihood_maps.png` (example faces and

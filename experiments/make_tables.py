@@ -1,7 +1,10 @@
 """Tables 1 and 2 of the paper from the saved detection results, beside the paper's.
 
 Usage:
-  python -m experiments.make_tables --config=smoke --workdir=WORKDIR
+  python -m experiments.make_tables --workdir=WORKDIR
+
+The configuration is the one WORKDIR/config.json records (`--config`, if given, must
+name it); what the results say about the run comes from what each stage saved.
 
 Writes `WORKDIR/results/table1.{csv,md,tex}` (known attacks, with the paper's
 baselines) and `table2.{csv,md,tex}` (leave-one-out, with the average), one column per

@@ -2,15 +2,16 @@ r"""Crops the faces of a dataset's videos (FF++, Celeb-DF, DFDC, a folder) into 
 
 Usage:
   python -m experiments.prepare_faces --config=smoke|paper --workdir=WORKDIR \
-      --dataset=ffpp --dataset_root=FFPP --splits_dir=SPLITS [--compression=raw|c23|c40]
+      --dataset=ffpp --dataset_root=FFPP --splits_dir=SPLITS [--config.faces.compression=c23]
   python -m experiments.prepare_faces --config=smoke --workdir=WORKDIR --dataset=generated \
       [--dataset_root=DIR]
   python -m experiments.prepare_faces --config=paper --workdir=WORKDIR \
       --dataset=celebdf|dfdc|folder --dataset_root=DIR_OR_CSV
   python -m experiments.prepare_faces --config=cpu --workdir=WORKDIR \
       --dataset=crops --dataset_root=DIR_OR_CSV [--redetect]
-  overrides (default: the config's face settings): [--methods=Deepfakes,Face2Face,...]
-      [--frames_per_video=N] [--detection=fast|exact] [--max_frames=N] [--workers=N]
+  [--workers=N] and the config's face settings, each a --config.faces.<field>:
+      [--config.faces.methods=Deepfakes,Face2Face,...] [--config.faces.frames_per_video=N]
+      [--config.faces.face_finder=fast|exact] [--config.faces.max_frames=N]
 
 `--dataset=generated` without `--dataset_root` reads WORKDIR/synthetic_ffpp (written
 by make_synthetic_ffpp); it has its own splits. Celeb-DF (`celebdf`: its test list as
@@ -20,8 +21,9 @@ path,label[,split]; no split: test) bring their own splits (see
 `data_prep.datasets`); face crops (`crops`: a face dump with metadata.csv, or the folder
 layouts holding crops) are taken as given, resized, not searched for a face (unless
 --redetect), and split by source with a seed where they bring no split; the config's
-FF++ methods do not apply to them, so every method they hold is taken unless --methods
-names some. Writes
+FF++ methods do not apply to them, so every method they hold is taken unless
+--config.faces.methods names some. `face_finder` is how faces are found (fast: keyframes
+and interpolation; exact: dlib on every full-resolution frame, the FF++ reference). Writes
 `WORKDIR/faces/<split>/<source>/<video>.tfrecord` (one shard per video; source =
 original or the method), `WORKDIR/faces/manifest.json` (per-video counts, totals per
 split and method, settings) and `WORKDIR/faces/config.json`. Running the same command
@@ -39,11 +41,11 @@ import os
 from absl import app, flags, logging
 
 from data_prep.datasets import ADAPTERS, CropsDataset, GeneratedDataset, open_dataset
-from data_prep.face_settings import DETECTION_MODES, GIVEN, FaceSettings
+from data_prep.face_settings import GIVEN
 from data_prep.face_stage import prepare_faces
 from data_prep.files import check_writable
 from experiments import cli
-from experiments.pipeline import devices, run_log
+from experiments.pipeline import devices
 from experiments.pipeline.workdir import MANIFEST_FILE, Workdir
 
 CONFIG, WORKDIR = cli.define_config_and_workdir(
@@ -73,27 +75,6 @@ SPLITS_DIR = flags.DEFINE_string(
     "FF++ only: folder with the official train.json, val.json, test.json (dataset/splits "
     "of the FaceForensics repository). Required: splits are never invented.",
 )
-COMPRESSION = flags.DEFINE_string(
-    "compression", None, "Compression level: raw, c23 or c40 (default: the config's)."
-)
-METHODS = flags.DEFINE_list(
-    "methods",
-    None,
-    "Manipulation methods to include (default: the config's); empty for originals only.",
-)
-FRAMES_PER_VIDEO = flags.DEFINE_integer(
-    "frames_per_video",
-    None,
-    "0 for every frame, N > 0 for N evenly spaced frames per video (default: the config's).",
-    lower_bound=0,
-)
-DETECTION = flags.DEFINE_enum(
-    "detection",
-    None,
-    DETECTION_MODES,
-    "exact: dlib on every full-resolution frame (FF++ reference); fast: the same boxes "
-    "from keyframes and interpolation (default: the config's).",
-)
 REDETECT = flags.DEFINE_bool(
     "redetect",
     False,
@@ -103,30 +84,9 @@ REDETECT = flags.DEFINE_bool(
 WORKERS = flags.DEFINE_integer(
     "workers", os.cpu_count() or 1, "Processes working on videos in parallel.", lower_bound=1
 )
-MAX_FRAMES = flags.DEFINE_integer(
-    "max_frames",
-    None,
-    "If > 0, use only the first N frames of each video (default: the config's).",
-    lower_bound=0,
-)
-
 # Distinct from absl's exit status 1 for usage errors, so scripts can tell "ran, with
 # some videos failed or folders missing" from "did not run".
 EXIT_SOME_FAILED = 3
-
-
-def face_settings(config_faces: FaceSettings) -> FaceSettings:
-    """The config's face settings with the flags that were given."""
-    overrides = {
-        "compression": COMPRESSION.value,
-        "methods": None if METHODS.value is None else tuple(METHODS.value),
-        "frames_per_video": FRAMES_PER_VIDEO.value,
-        "detection": DETECTION.value,
-        "max_frames": MAX_FRAMES.value,
-    }
-    return dataclasses.replace(
-        config_faces, **{k: v for k, v in overrides.items() if v is not None}
-    )
 
 
 def dataset_root(workdir: Workdir) -> str:
@@ -152,8 +112,8 @@ def dataset_root(workdir: Workdir) -> str:
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
     devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
-    config = cli.experiment_config(CONFIG)
     workdir = cli.workdir(WORKDIR)
+    config = cli.experiment_config(CONFIG, workdir, own_sections=("faces",))
     if DATASET.value is None:
         raise app.UsageError(f"--dataset is required: one of {', '.join(ADAPTERS)}.")
     if DATASET.value == "ffpp" and not SPLITS_DIR.value:
@@ -162,22 +122,16 @@ def main(argv: list[str]) -> int:
             "train.json, val.json and test.json (dataset/splits of the FaceForensics "
             "repository). Splits are never invented."
         )
-    settings = face_settings(config.faces)
+    settings = config.faces
     if REDETECT.value and DATASET.value != CropsDataset.name:
         raise app.UsageError("--redetect applies to --dataset=crops only.")
     if DATASET.value == CropsDataset.name and not REDETECT.value:
-        settings = dataclasses.replace(settings, detection=GIVEN)
-    try:
+        settings = dataclasses.replace(settings, face_finder=GIVEN)
+    with cli.stage_errors(f"--workdir={workdir.root!r} (choose a writable folder)"):
         dataset = open_dataset(DATASET.value, dataset_root(workdir), SPLITS_DIR.value)
         check_writable(workdir.faces)
-        run_log.record_command(workdir.root)
+        cli.start_stage(workdir, config)
         manifest = prepare_faces(dataset, workdir.faces, settings, workers=WORKERS.value)
-    except (ValueError, FileNotFoundError, PermissionError) as err:
-        raise app.UsageError(str(err)) from None
-    except OSError as err:
-        raise app.UsageError(
-            f"Cannot write to --workdir={workdir.root!r} ({err}): choose a writable folder."
-        ) from None
     failed = manifest["failed_videos"]
     problems = manifest["problems"]
     if failed or problems:

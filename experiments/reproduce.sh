@@ -89,7 +89,7 @@ for section in ubm background; do
 done
 [ -z "$EXTRACT_BATCH_SIZE" ] || CONFIG_OVERRIDES+=(--config.likelihoods.batch_size="$EXTRACT_BATCH_SIZE")
 [ -z "$FRAMES" ] || CONFIG_OVERRIDES+=(--config.faces.frames_per_video="$FRAMES")
-[ -z "$FACE_FINDER" ] || CONFIG_OVERRIDES+=(--config.faces.detection="$FACE_FINDER")
+[ -z "$FACE_FINDER" ] || CONFIG_OVERRIDES+=(--config.faces.face_finder="$FACE_FINDER")
 # OVERRIDES: whitespace-separated --config.<field>=value arguments.
 read -r -a USER_OVERRIDES <<< "$OVERRIDES"
 CONFIG_OVERRIDES+=(${USER_OVERRIDES[@]+"${USER_OVERRIDES[@]}"})
@@ -127,9 +127,12 @@ case "$DATASET" in
     [ "$COMPRESSION" = raw ] || log "COMPRESSION=$COMPRESSION: the generated dataset's stand-in for it (every raw frame through JPEG, stored losslessly; see data_prep/datasets/generated.py)."
     log "stage 0/6: the generated FF++-layout dataset"
     "$PYTHON" -m experiments.make_synthetic_ffpp "${COMMON[@]}"
-    FACES_SOURCE=(--dataset=generated --compression="$COMPRESSION")
+    FACES_SOURCE=(--dataset=generated --config.faces.compression="$COMPRESSION")
     ;;
-  ffpp) FACES_SOURCE=(--dataset=ffpp --dataset_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR" --compression="$COMPRESSION") ;;
+  ffpp)
+    FACES_SOURCE=(--dataset=ffpp --dataset_root="$FFPP_ROOT" --splits_dir="$SPLITS_DIR"
+      --config.faces.compression="$COMPRESSION")
+    ;;
   *)
     FACES_SOURCE=(--dataset="$DATASET" --dataset_root="$DATASET_ROOT")
     [ -z "$SPLITS_DIR" ] || FACES_SOURCE+=(--splits_dir="$SPLITS_DIR")

@@ -126,7 +126,7 @@ def test_seeded_splits_follow_the_ratios_and_the_seed(shared_data):
 
 def test_face_stage_takes_crops_as_given_and_counts_bad_images(dump, tmp_path, subset_rows):
     listing_dataset = open_dataset("crops", str(dump))
-    settings = FaceSettings(detection=GIVEN, methods=None)
+    settings = FaceSettings(face_finder=GIVEN, methods=None)
     manifest = prepare_faces(listing_dataset, str(tmp_path / "faces"), settings, workers=1)
     assert manifest["failures"] == {
         "by_kind": {"too_small": 1, "truncated": 1, "unreadable": 1},

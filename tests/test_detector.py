@@ -79,7 +79,7 @@ def test_exported_model_scores_as_the_workdir_models(loaded, crops):
     assert faces.scores.dtype == np.float32 and faces.scores.shape == (5,)
     np.testing.assert_array_equal(faces.frames, np.arange(5))
     assert faces.boxes.shape == (5, 4) and not faces.boxes.any()
-    assert detector.threshold == 0.5 and detector.face_settings.detection == "exact"
+    assert detector.threshold == 0.5 and detector.face_settings.face_finder == "exact"
     assert detector.manifest["trained_on"]["protocol"] == ALL
 
 

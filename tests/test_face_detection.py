@@ -80,7 +80,7 @@ def test_an_intact_video_is_read_in_one_pass(tmp_path, rng):
 def test_crop_video_of_a_truncated_video_keeps_its_frames_and_both_counts(tmp_path):
     rendered = render_video(make_identity(3, 0, 192, 160), DECLARED, 192, 160, seed=3)
     path, decoded = _truncated(tmp_path, rendered.frames)
-    crops = crop_video(path, FaceSettings(frames_per_video=3, detection=EXACT))
+    crops = crop_video(path, FaceSettings(frames_per_video=3, face_finder=EXACT))
     assert (crops.frames_declared, crops.frames_decoded) == (DECLARED, decoded)
     assert crops.frames_read == 3 and crops.frames == [0, decoded // 2, decoded - 1]
 

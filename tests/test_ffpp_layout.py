@@ -143,7 +143,8 @@ def test_find_videos_reads_the_official_layout(tmp_path):
         ("missing_method", "NeuralTextures"),
     }
     missing_level = next(p for p in report.problems if p.kind == "missing_compression")
-    assert "found: raw" in missing_level.message and "--compression" in missing_level.message
+    assert "found: raw" in missing_level.message
+    assert "--config.faces.compression" in missing_level.message
     assert "manipulated_sequences/FaceShifter" in report.ignored
     assert "manipulated_sequences/DeepFakeDetection" in report.ignored
     assert report.counts() == {ORIGINAL: 3, "Deepfakes": 2, "Face2Face": 1}

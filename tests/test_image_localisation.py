@@ -44,7 +44,7 @@ def test_ffpp_examples_are_scored_against_their_mask(shared_data, tmp_path):
     ubm_dir, background_dir = str(tmp_path / "ubm"), str(tmp_path / "background_ubm")
     write_tiny_ubm(ubm_dir)
     write_tiny_ubm(background_dir, 1, dataclasses.replace(TINY_UBM, perturbation_rate=0.2))
-    settings = FaceSettings(detection="exact")
+    settings = FaceSettings(face_finder="exact")
     out = str(tmp_path / "out")
     rows = image_localisation.localise_images(
         str(images), ubm_dir, out, settings, background_dir=background_dir, header="test"

@@ -34,7 +34,7 @@ def build_workdir(root: str) -> Workdir:
     workdir = Workdir(root)
     write_tiny_ubm(workdir.ubm)
     files.write_json_atomically(
-        os.path.join(workdir.faces, CONFIG_FILE), FaceSettings(detection="exact").to_json()
+        os.path.join(workdir.faces, CONFIG_FILE), FaceSettings(face_finder="exact").to_json()
     )
     write_likelihood_tree(workdir.likelihoods, split_videos=SPLIT_VIDEOS, frames=2)
     config = load_config("smoke")
@@ -100,7 +100,7 @@ def test_export_writes_every_file_with_its_checksum(exported):
     assert "frame_accuracy" in manifest["metrics"]["val"]
     assert manifest["threshold"] == 0.5
     with open(os.path.join(exported, model_folder.FACE_SETTINGS_FILE)) as f:
-        assert json.load(f)["detection"] == "exact"
+        assert json.load(f)["face_finder"] == "exact"
     # Weights only: no optimizer state, no training checkpoint.
     assert not any("ckpt" in name for name in os.listdir(exported))
 

@@ -70,7 +70,7 @@ def _stages(work: str) -> list[list[list[str]]]:
     def command(module: str, *flags: str) -> list[str]:
         return [f"experiments.{module}", *common, *flags]
 
-    detection = ["--epochs=1", "--bootstrap_samples=20"]
+    detection = ["--config.detector.epochs=1", "--config.detector.bootstrap_samples=20"]
     return [
         [
             command(
@@ -84,10 +84,10 @@ def _stages(work: str) -> list[list[list[str]]]:
             command(
                 "prepare_faces",
                 "--dataset=generated",
-                f"--methods={','.join(METHODS)}",
-                "--frames_per_video=0",
+                f"--config.faces.methods={','.join(METHODS)}",
+                "--config.faces.frames_per_video=0",
                 "--workers=1",
-                "--detection=fast",
+                "--config.faces.face_finder=fast",
             )
         ],
         [command("train_ubm", "--config.ubm.max_steps=2", "--config.ubm.batch_size=4")],
@@ -216,6 +216,8 @@ def test_figures_and_run_record(workdir):
     } <= stages
     assert run["versions"]["tensorflow"] == tf.__version__
     assert run["configs"]["ubm"] and run["configs"]["detection_known"]
+    # The configuration the first stage resolved (with its dotted overrides), once.
+    assert run["configs"]["run"]["config.json"]["synthetic"]["identities"] == 6
     assert {
         "ubm.ubm.seed",
         "detection_loo.detector.seed",

@@ -291,7 +291,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_processed(ffpp, tmp_path):
         "--dataset=ffpp",
         f"--dataset_root={root}",
         f"--splits_dir={splits}",
-        "--methods=Deepfakes,Face2Face,FaceSwap,NeuralTextures",
+        "--config.faces.methods=Deepfakes,Face2Face,FaceSwap,NeuralTextures",
         "--workers=2",
         f"--workdir={tmp_path / 'work'}",
     )
@@ -343,9 +343,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(ffpp, tmp_path
         "--dataset=ffpp",
         f"--dataset_root={ffpp}",
         f"--splits_dir={ffpp}/splits",
-        "--detection=exact",
-        "--frames_per_video=0",
-        "--max_frames=5",
+        "--config.faces.face_finder=exact",
+        "--config.faces.frames_per_video=0",
+        "--config.faces.max_frames=5",
         "--workers=1",
         f"--workdir={tmp_path / 'killed'}",
     ]
@@ -375,7 +375,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(ffpp, tmp_path
     reference = prepare_faces(
         _ffpp(ffpp),
         str(tmp_path / "reference" / "faces"),
-        FaceSettings(detection="exact", max_frames=5),
+        FaceSettings(face_finder="exact", max_frames=5),
         workers=2,
     )
     killed = _records(str(tmp_path / "killed" / "faces"))

@@ -64,7 +64,7 @@ def crops_root(tmp_path_factory, shared_data) -> str:
 
 def test_one_scaling_point_and_the_tables_on_real_crops(crops_root, tmp_path):
     faces = tmp_path / "faces_run" / "faces"
-    settings = dataclasses.replace(load_config("cpu").faces, detection=GIVEN, methods=None)
+    settings = dataclasses.replace(load_config("cpu").faces, face_finder=GIVEN, methods=None)
     manifest = prepare_faces(open_dataset("crops", crops_root), str(faces), settings, workers=1)
     assert manifest["failed_videos"] == 0
 

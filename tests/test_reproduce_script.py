@@ -148,7 +148,7 @@ def test_stages_get_the_config_overrides_and_device_flags(tmp_path):
     overrides += [
         "--config.likelihoods.batch_size=512",
         "--config.faces.frames_per_video=32",
-        "--config.faces.detection=exact",
+        "--config.faces.face_finder=exact",
         "--config.ubm.max_steps=50",
         "--config.detector.epochs=3",
     ]

@@ -106,7 +106,9 @@ def test_a_missing_level_is_reported_then_added_with_the_raw_videos_kept(tmp_pat
     assert summary["compressions"] == ["raw"] and summary["levels"] == {}
     assert not os.path.exists(videos_dir(out, ORIGINAL, "c23"))
     generated = open_dataset("generated", out)
-    with pytest.raises(ValueError, match=r"holds raw only, not c40.*--compressions=raw,c40"):
+    with pytest.raises(
+        ValueError, match=r"holds raw only, not c40.*--config.synthetic.compressions=raw,c40"
+    ):
         generated.list_videos("c40", None)
     raw_video = os.path.join(
         videos_dir(out, "Deepfakes", "raw"), _names(videos_dir(out, "Deepfakes", "raw"))[0]

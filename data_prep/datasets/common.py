@@ -58,8 +58,8 @@ def select_methods(
     if unknown:
         raise ValueError(
             f"The {dataset} dataset holds no method {', '.join(map(repr, unknown))} (methods "
-            f"found: {', '.join(found) or 'none'}): pass some of these with --methods, or "
-            "leave --methods out to take every one."
+            f"found: {', '.join(found) or 'none'}): pass some of these with "
+            "--config.faces.methods, or leave it out to take every one."
         )
     kept = tuple(m for m in found if m in requested)
     if kept:

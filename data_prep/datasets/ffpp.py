@@ -95,7 +95,7 @@ def _check_request(root: str, compression: str, methods: Sequence[str]) -> None:
         if method in FFPP_METHODS:
             raise ValueError(
                 f"{method} is not one of the paper's methods and {folder} is not there: "
-                "download it with the FF++ script or leave it out of --methods."
+                "download it with the FF++ script or leave it out of --config.faces.methods."
             )
         found = ", ".join(present) or "none"
         raise ValueError(
@@ -138,7 +138,7 @@ def _scan_source(
                 source,
                 source_dir,
                 f"No {name} folder at {source_dir}: download it with the FF++ script "
-                "or leave it out of --methods.",
+                "or leave it out of --config.faces.methods.",
             )
         ]
     if not os.path.isdir(folder):
@@ -150,7 +150,7 @@ def _scan_source(
                 source,
                 folder,
                 f"No {compression} videos of {name} at {folder} ({found}): download that "
-                "compression level or choose another with --compression.",
+                "compression level or choose another with --config.faces.compression.",
             )
         ]
     masks: dict[str, list[str]] = {}

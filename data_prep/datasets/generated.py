@@ -115,7 +115,7 @@ class GeneratedDataset:
             raise ValueError(
                 f"The generated dataset in {self.root!r} holds {', '.join(levels)} only, not "
                 f"{compression}: run python -m experiments.make_synthetic_ffpp with "
-                f"--out={self.root} --compressions={','.join(wanted)} "
+                f"--out={self.root} --config.synthetic.compressions={','.join(wanted)} "
                 "(and the settings it was made with) to add it; the videos already there "
                 "are kept."
             )

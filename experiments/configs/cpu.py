@@ -38,7 +38,7 @@ def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="cpu",
         faces=FaceSettings(
-            compression="raw", methods=PAPER_METHODS, frames_per_video=32, detection="fast"
+            compression="raw", methods=PAPER_METHODS, frames_per_video=32, face_finder="fast"
         ),
         ubm=ubm,
         background=dataclasses.replace(ubm, nr_filters=16, max_steps=500, perturbation_rate=0.2),

@@ -30,7 +30,7 @@ def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="paper",
         faces=FaceSettings(
-            compression="raw", methods=PAPER_METHODS, frames_per_video=32, detection="fast"
+            compression="raw", methods=PAPER_METHODS, frames_per_video=32, face_finder="fast"
         ),
         ubm=ubm,
         # The UBM's architecture and schedule on perturbed crops (20% of the values

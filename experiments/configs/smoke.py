@@ -40,7 +40,7 @@ def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         name="smoke",
         faces=FaceSettings(
-            compression="raw", methods=PAPER_METHODS, frames_per_video=0, detection="fast"
+            compression="raw", methods=PAPER_METHODS, frames_per_video=0, face_finder="fast"
         ),
         ubm=ubm,
         # Smaller and shorter than the UBM, to keep the smoke run short: the smoke

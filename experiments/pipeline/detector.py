@@ -79,7 +79,12 @@ input_kind = media_kind
 
 
 def face_settings_from_json(values: dict) -> FaceSettings:
-    """A FaceSettings from `FaceSettings.to_json()` (faces/config.json), unknown keys ignored."""
+    """A FaceSettings from `FaceSettings.to_json()` (faces/config.json), unknown keys ignored.
+
+    Folders written before the face finder had its own name hold it as `detection`.
+    """
+    if "detection" in values and "face_finder" not in values:
+        values = {**values, "face_finder": values["detection"]}
     known = {f.name for f in dataclasses.fields(FaceSettings)} - {"methods", "fast"}
     fast_known = {f.name for f in dataclasses.fields(FastSettings)}
     fast = FastSettings(**{k: v for k, v in values.get("fast", {}).items() if k in fast_known})
@@ -236,7 +241,7 @@ class Detector:
             )
         settings = self.face_settings
         # One frame through the training path: detection mode, largest face, FF++ crop.
-        _, _, face = next(track_faces(iter([(0, frame)]), self.face_detector, settings.detection))
+        _, _, face = next(track_faces(iter([(0, frame)]), self.face_detector, settings.face_finder))
         height, width = frame.shape[:2]
         box = crop_box(face, width, height, settings.crop_scale) if face is not None else None
         if box is None:

@@ -116,7 +116,7 @@ def crop_image(
     frame = cv2.imread(image_path, cv2.IMREAD_COLOR)
     if frame is None:
         raise ValueError(f"Cannot read {image_path!r} as an image.")
-    _, _, face = next(track_faces(iter([(0, frame)]), detector, settings.detection))
+    _, _, face = next(track_faces(iter([(0, frame)]), detector, settings.face_finder))
     height, width = frame.shape[:2]
     box = crop_box(face, width, height, settings.crop_scale) if face is not None else None
     if box is None:

@@ -49,6 +49,8 @@ _FACES_MANIFEST = f"{FACES}/{MANIFEST_FILE}"
 # Stages and the files (relative to the workdir) in which each records its configuration;
 # these are also the keys of `configs` in run.json.
 _STAGE_CONFIGS = {
+    # The resolved configuration the first stage recorded (experiments.cli).
+    "run": (CONFIG_FILE,),
     FACES: (_FACES_MANIFEST,),
     UBM: (f"{UBM}/{CONFIG_FILE}",),
     LIKELIHOODS: (f"{LIKELIHOODS}/{CONFIG_FILE}", f"{LIKELIHOODS}/{MANIFEST_FILE}"),
