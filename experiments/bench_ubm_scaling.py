@@ -9,12 +9,12 @@ For each point r<R>f<F>s<steps> (`experiments.pipeline.ubm_scaling`): the UBM tr
 every pristine training crop of --faces_dir (a prepare_faces folder, e.g. of
 `--dataset=crops`), the maps of --train_per_class training crops per class, of
 --val_per_class val crops per class and of every test crop, and the known-attack LeNets
-on them: the maps, and at the first
-point also the pixel baselines (grey, RGB; they do not depend on the UBM), the maps
-with the grey pixels at every point. Prints one JSON line per point (its UBM's
-validation bits/dim, training FLOPs, wall time, the detectors' val and test AUC,
-accuracy and EER with intervals), appends it to STUDY/scaling.jsonl and draws
-STUDY/scaling.png. Each point lives in STUDY/<point>/; an interrupted study resumes.
+on them: at the first point every input (the maps, the pixel baselines, grey and RGB,
+which do not depend on the UBM, and the maps with the grey pixels), at the others
+--later_inputs. Prints one JSON line per point (its UBM's validation bits/dim,
+training FLOPs, wall time, the detectors' val and test AUC, accuracy and EER with
+intervals), appends it to STUDY/scaling.jsonl and draws STUDY/scaling.png. Each point
+lives in STUDY/<point>/; an interrupted study resumes.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ POINTS = flags.DEFINE_list(
     "points",
     ["r1f16s250", "r1f32s250", "r1f32s1000", "r2f64s400", "r1f32s4000"],
     "UBMs, each r<R>f<F>s<steps>, in the order they are run.",
+)
+LATER_INPUTS = flags.DEFINE_list(
+    "later_inputs",
+    [MAPS, MAPS_AND_GREY],
+    "Detector inputs of every point after the first (the first trains all of them; the "
+    "pixel baselines do not depend on the UBM).",
 )
 TRAIN_PER_CLASS = flags.DEFINE_integer(
     "train_per_class", 1000, "Training crops per class mapped for the detectors (0: all).", 0
@@ -68,7 +74,7 @@ def main(argv: list[str]) -> None:
     os.makedirs(study, exist_ok=True)
     rows = []
     for i, point in enumerate(points):
-        inputs = INPUT_KINDS if i == 0 else (MAPS, MAPS_AND_GREY)
+        inputs = INPUT_KINDS if i == 0 else tuple(LATER_INPUTS.value)
         try:
             figures = ubm_scaling.run_point(
                 base,
