@@ -35,5 +35,6 @@ class DetectorConfig:
     bootstrap_samples: int = 1000  # resamples over videos for the 95% intervals
     seed: int = 0
     # One detector per kind for the known and leave-one-out protocols: the maps first
-    # (the method), then the baselines on the same crops (`classifier.inputs`).
-    inputs: tuple[str, ...] = INPUT_KINDS
+    # (the method), then any baselines on the same crops (`classifier.inputs`; the
+    # configurations name them).
+    inputs: tuple[str, ...] = (MAPS,)

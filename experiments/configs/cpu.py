@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from classifier.config import DetectorConfig
+from classifier.config import INPUT_KINDS, DetectorConfig
 from data_prep.face_settings import FaceSettings
 from data_prep.methods import PAPER_METHODS
 from experiments.configs.base import ExperimentConfig
@@ -42,5 +42,5 @@ def get_config() -> ExperimentConfig:
         ),
         ubm=ubm,
         background=dataclasses.replace(ubm, nr_filters=16, max_steps=500, perturbation_rate=0.2),
-        detector=DetectorConfig(epochs=10, learning_rate=1e-3, batch_size=64),
+        detector=DetectorConfig(epochs=10, learning_rate=1e-3, batch_size=64, inputs=INPUT_KINDS),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from classifier.config import DetectorConfig
+from classifier.config import INPUT_KINDS, DetectorConfig
 from data_prep.face_settings import FaceSettings
 from data_prep.methods import PAPER_METHODS
 from experiments.configs.base import ExperimentConfig
@@ -36,5 +36,6 @@ def get_config() -> ExperimentConfig:
         # The UBM's architecture and schedule on perturbed crops (20% of the values
         # replaced; not tuned).
         background=dataclasses.replace(ubm, perturbation_rate=0.2),
-        detector=DetectorConfig(epochs=25, learning_rate=1e-3, batch_size=64),
+        # The method and, on the same crops, the LeNet on pixels (grey, RGB) and on both.
+        detector=DetectorConfig(epochs=25, learning_rate=1e-3, batch_size=64, inputs=INPUT_KINDS),
     )

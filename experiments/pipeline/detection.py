@@ -27,6 +27,7 @@ the per-frame labels, scores and video keys of val and test are kept, for the me
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -326,7 +327,10 @@ def _run_inputs(
         check_writable(root)
         write_json_atomically(os.path.join(root, SUMMARY_FILE), summary)
         return summary
-    settings = {"config": config.name, "detector": dataclasses.asdict(config.detector)}
+    # As JSON gives them back (tuples as lists), so a re-run compares like with like.
+    settings = json.loads(
+        json.dumps({"config": config.name, "detector": dataclasses.asdict(config.detector)})
+    )
     finished = finished_methods(workdir, protocol, kind)
     previous = read_json(os.path.join(root, CONFIG_FILE))
     if previous and finished and {k: previous.get(k) for k in settings} != settings:
