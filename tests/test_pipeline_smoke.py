@@ -60,7 +60,9 @@ _CHAIN = textwrap.dedent(
             sys.exit("\\n".join(failed))
     """
 )
-STAGE_TIMEOUT_S = 240
+# A stage of two detectors per method (the maps and the grey-pixel baseline) on a slow
+# 2-core machine under load needs minutes.
+STAGE_TIMEOUT_S = 600
 
 
 def _stages(work: str) -> list[list[list[str]]]:
