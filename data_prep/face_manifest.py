@@ -11,23 +11,20 @@ entry per video (`video`,
 `face_stage.finish_video`; entries journaled before a key existed lack it) and
 `totals` overall, per split, per method and per split and method (a key an entry
 lacks counts 0). It is rebuilt from the progress
-journal and written atomically.
+journal; the stage writes it (`stage_folder.StageFolder.write_manifest`).
 """
 
 from __future__ import annotations
 
 import collections
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
 
 from data_prep.face_settings import FaceSettings
-from data_prep.files import write_json_atomically
 
-MANIFEST = "manifest.json"
 OK = "ok"
 FAILED = "failed"
 _LOGGED_FAILURES = 50  # failed videos named in the log; the manifest has them all
@@ -102,11 +99,6 @@ def failure_counts(failed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if sizes:
         counts["smallest_rejected"] = min(sizes, key=lambda hw: (min(hw), hw))
     return counts
-
-
-def write_manifest(out_dir: str, manifest: dict[str, Any]) -> None:
-    """Writes `<out_dir>/manifest.json` atomically."""
-    write_json_atomically(os.path.join(out_dir, MANIFEST), manifest)
 
 
 def log_summary(manifest: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ import collections
 import importlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,18 +45,17 @@ from data_prep.face_manifest import (
     OK,
     build_manifest,
     log_summary,
-    write_manifest,
 )
 from data_prep.face_settings import FaceSettings
 from data_prep.face_workers import CropJob, CropResult, map_jobs
-from data_prep.files import TMP_SUFFIX, check_writable, read_json, write_json_atomically
+from data_prep.files import TMP_SUFFIX
 from data_prep.methods import ORIGINAL, SPLITS
+from data_prep.stage_folder import StageFolder, key_clashes
 
 # TensorFlow (the record schema and the shard writer) is imported inside the functions
 # that write: worker processes import this module through the binary and should start
 # without it.
 
-CONFIG = "config.json"
 SHARD_SUFFIX = ".tfrecord"
 # Seconds between rewrites of manifest.json while the stage runs.
 _MANIFEST_EVERY_S = 15.0
@@ -191,23 +190,12 @@ def _process(
         yield finish_video(by_key[result.key], result, settings.compression, out_dir)
 
 
-def _check_resume(out_dir: str, settings: FaceSettings) -> None:
-    """Writes config.json on the first run; refuses to mix settings on a re-run."""
-    path = os.path.join(out_dir, CONFIG)
-    saved = read_json(path)
-    current = settings.to_json()
-    if saved is None:
-        write_json_atomically(path, current)
-        return
+def _settings_clashes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The settings that change the examples and differ from a previous run's."""
     if "detection" in saved and "face_finder" not in saved:
-        saved["face_finder"] = saved["detection"]  # the name before face finding had its own
-    changed = [k for k in _RESUME_KEYS if saved.get(k) != current[k]]
-    if changed:
-        diff = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise ValueError(
-            f"{out_dir} holds faces prepared with other settings ({diff}). Re-run with the "
-            "same settings to resume, or use a new --workdir."
-        )
+        # Folders written before face finding had its own name.
+        saved = {**saved, "face_finder": saved["detection"]}
+    return key_clashes(_RESUME_KEYS)(saved, current)
 
 
 def _remove_partial_shards(out_dir: str) -> None:
@@ -264,9 +252,10 @@ def _log_found(listing: DatasetListing) -> None:
 
 
 def _to_do(
-    videos: Sequence[VideoEntry], entries: dict[str, dict[str, Any]], out_dir: str
+    videos: Sequence[VideoEntry], entries: dict[str, dict[str, Any]], folder: StageFolder
 ) -> list[VideoEntry]:
-    """The videos not yet done, largest files first; shards left in a stale split go."""
+    """The videos not yet done (a journal line `ok` in the same split and the shard
+    there), largest files first; shards left in a stale split go."""
     todo = []
     for video in videos:
         done = entries.get(video.key)
@@ -274,12 +263,12 @@ def _to_do(
             done is not None
             and done["status"] == OK
             and done["split"] == video.split
-            and os.path.exists(shard_path(out_dir, video.split, video.source, video.video))
+            and folder.done(shard_path(folder.path, video.split, video.source, video.video))
         ):
             continue
         if done is not None and done["split"] != video.split and done.get("shard"):
             # The split files changed: the old shard would sit in the wrong split.
-            stale = os.path.join(out_dir, done["shard"])
+            stale = os.path.join(folder.path, done["shard"])
             if os.path.exists(stale):
                 os.remove(stale)
         todo.append(video)
@@ -321,15 +310,17 @@ def prepare_faces(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}.")
     listing = dataset.list_videos(settings.compression, settings.methods)
-    check_writable(out_dir)
-    _check_resume(out_dir, settings)
+    folder = StageFolder(
+        out_dir, "faces", "re-run with the same settings to resume, or use a new --workdir"
+    )
+    folder.claim(settings.to_json(), _settings_clashes)
     _remove_partial_shards(out_dir)
 
     run = _found(dataset, listing, workers)
     _log_found(listing)
     videos = listing.assigned()
     entries = read_progress(out_dir)
-    todo = _to_do(videos, entries, out_dir)
+    todo = _to_do(videos, entries, folder)
     logging.info(
         "%d videos to process, %d already done (%s).", len(todo), len(videos) - len(todo), out_dir
     )
@@ -359,11 +350,11 @@ def prepare_faces(
                 bar.update(1)
                 bar.set_postfix(frames_per_s=f"{frames / max(time.monotonic() - start, 1e-9):.1f}")
                 if time.monotonic() - last_write > _MANIFEST_EVERY_S:
-                    write_manifest(out_dir, build_manifest(settings, run, entries, False))
+                    folder.write_manifest(build_manifest(settings, run, entries, False))
                     last_write = time.monotonic()
         complete = True
     finally:
         manifest = build_manifest(settings, run, entries, complete)
-        write_manifest(out_dir, manifest)
+        folder.write_manifest(manifest)
     log_summary(manifest)
     return manifest

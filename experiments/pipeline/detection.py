@@ -13,7 +13,9 @@ The methods are those found in the likelihood maps (`classifier.data.find_method
 leave-one-out trains on all of them but the one under test. The `all` protocol (not a
 table of the paper: the detector `export_model` ships) trains one detector on real +
 every method and writes it to `detection/all/all/`. A method whose
-metrics.json exists is skipped, so a re-run continues. A method whose data is missing
+metrics.json exists is skipped, so a re-run continues (the protocol folder is a
+`data_prep.stage_folder.StageFolder`: its config.json holds the detector settings, and
+other settings are refused once a method is finished). A method whose data is missing
 is logged and recorded as missing in `summary.json`; the others go on.
 
 The maps are streamed, never all held: one pass over every folder first
@@ -29,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -41,15 +43,11 @@ from classifier import data as data_lib
 from classifier import inputs, protocols, training
 from classifier import metrics as metrics_lib
 from classifier.config import ALL, DETECTION_PROTOCOLS, LEAVE_ONE_OUT, MAPS, DetectorConfig
-from data_prep.files import (
-    atomic_path,
-    check_writable,
-    read_json,
-    write_json_atomically,
-)
+from data_prep.files import atomic_path, check_writable, read_json, write_json_atomically
 from data_prep.methods import ORIGINAL, SPLITS, order_methods
+from data_prep.stage_folder import StageFolder, key_clashes
 from experiments.configs.base import ExperimentConfig
-from experiments.pipeline.workdir import CONFIG_FILE, Workdir
+from experiments.pipeline.workdir import Workdir
 
 MODEL_FILE = "model.keras"
 PREDICTIONS_FILE = "predictions.csv"
@@ -58,14 +56,25 @@ SUMMARY_FILE = "summary.json"
 PREDICTION_COLUMNS = ("split", "method", "video", "frame", "label", "score")
 
 
+def protocol_folder(workdir: Workdir, protocol: str, kind: str = MAPS) -> StageFolder:
+    """`detection/<protocol>/` (or a baseline's `detection/<protocol>_<inputs>/`): one
+    folder per method, and the settings every detector in it was trained with."""
+    return StageFolder(
+        workdir.protocol(protocol, kind),
+        "detector results",
+        "one table must not mix them: use a new --workdir, or delete that folder to redo "
+        "every method",
+    )
+
+
 def finished_methods(workdir: Workdir, protocol: str, kind: str = MAPS) -> tuple[str, ...]:
     """The methods of `detection/<protocol>/` (or of a baseline's inputs) whose
     metrics.json exists, in table order."""
-    root = workdir.protocol(protocol, kind)
-    if not os.path.isdir(root):
+    folder = protocol_folder(workdir, protocol, kind)
+    if not os.path.isdir(folder.path):
         return ()
     return order_methods(
-        m for m in os.listdir(root) if os.path.exists(os.path.join(root, m, METRICS_FILE))
+        m for m in os.listdir(folder.path) if folder.done(os.path.join(m, METRICS_FILE))
     )
 
 
@@ -332,13 +341,14 @@ def _run_inputs(
         json.dumps({"config": config.name, "detector": dataclasses.asdict(config.detector)})
     )
     finished = finished_methods(workdir, protocol, kind)
-    previous = read_json(os.path.join(root, CONFIG_FILE))
-    if previous and finished and {k: previous.get(k) for k in settings} != settings:
-        raise ValueError(
-            f"{root!r} holds results ({', '.join(finished)}) made with other settings "
-            f"({previous.get('config')}: {previous.get('detector')}); one table must not mix "
-            "them: use a new --workdir, or delete that folder to redo every method."
-        )
+    folder = protocol_folder(workdir, protocol, kind)
+
+    def clashes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+        # Settings matter once a method is finished: its row would share the table.
+        differ = key_clashes(tuple(settings))(saved, now)
+        return [f"{', '.join(finished)} finished", *differ] if finished and differ else []
+
+    folder.check(settings, clashes)
     todo = [m for m in methods if m not in finished]
     scans: dict[tuple[str, str], data_lib.MapScan] = {}
     if todo:
@@ -348,9 +358,7 @@ def _run_inputs(
         if sources not in scan_cache:
             scan_cache[sources] = data_lib.scan_folders(likelihoods_dir, sources=sources)
         scans = scan_cache[sources]
-    check_writable(root)
-    write_json_atomically(
-        os.path.join(root, CONFIG_FILE),
+    folder.claim(
         {
             **settings,
             "protocol": protocol,
@@ -358,6 +366,7 @@ def _run_inputs(
             "methods": list(methods),
             "likelihoods_dir": likelihoods_dir,
         },
+        clashes,
     )
     for method in methods:
         out_dir = os.path.join(root, method)

@@ -12,9 +12,10 @@ order, each keeping every face feature and gaining `loglik_map` and `image_logli
 (schema: `data_prep.likelihood_records`). Crops of consecutive videos
 share full batches; each output shard is written atomically once its video is done,
 so a re-run skips finished videos and redoes at most the batch in flight.
-`config.json` (written first) records the UBM's weight fingerprint and the precision
-the network computed in, so maps from two different UBMs or precisions are never mixed
-in one folder; `manifest.json` has the counts. Input: a tf.data pipeline (shards
+The output folder is a `data_prep.stage_folder.StageFolder`: `config.json` (written
+first) records the UBM's weight fingerprint and the precision the network computed in,
+so maps from two different UBMs or precisions are never mixed in one folder;
+`manifest.json` has the counts. Input: a tf.data pipeline (shards
 read and validated ahead, crops batched across videos, prefetch); every local GPU
 maps a slice of each batch (MirroredStrategy) when there are several.
 """
@@ -27,7 +28,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,10 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from data_prep import face_records, files, likelihood_records
-from data_prep.files import read_json, write_json_atomically
+from data_prep import face_records, files, likelihood_records, stage_folder
+from data_prep.stage_folder import StageFolder
 from experiments.configs.base import ExperimentConfig
-from experiments.pipeline.workdir import CONFIG_FILE, MANIFEST_FILE, SHARD_SUFFIX, Workdir
+from experiments.pipeline.workdir import SHARD_SUFFIX, Workdir
 from pixelcnn_pp import likelihood, strategies
 from pixelcnn_pp.config import MIXED_PRECISION_POLICIES
 
@@ -259,7 +260,7 @@ def extract_all(
       {"written": shards written, "skipped_complete": shards already there,
        "frames_written": crops processed, "bad_shards": [{"shard", "error"}]}.
     """
-    todo = [t for t in tasks if not os.path.exists(t.output_shard)]
+    todo = stage_folder.pending(tasks, lambda task: task.output_shard)
     if len(todo) < len(tasks):
         logging.info("%d of %d videos already done; resuming.", len(tasks) - len(todo), len(tasks))
     reader = _ShardReader(todo, readers, readahead)
@@ -378,33 +379,44 @@ def _precision_of(config: dict[str, Any]) -> tuple[str, str]:
     return _precision_name(config.get("mixed_precision")), config.get("matmul_dtype") or "float32"
 
 
+def _maps_clashes(saved: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """Maps of another UBM, or of the network in another precision, in the same folder."""
+    found = []
+    if saved.get("ubm_fingerprint") != settings["ubm_fingerprint"]:
+        found.append(
+            f"another UBM: weights {saved.get('ubm_fingerprint')}, now "
+            f"{settings['ubm_fingerprint']}"
+        )
+    before, now = _precision_of(saved), _precision_of(settings)
+    if before != now:
+        found.append(
+            f"computed in {before[0]} with {before[1]} convolutions, but this run computes in "
+            f"{now[0]} with {now[1]} convolutions: maps of two precisions must not be mixed "
+            f"(to add to them, re-run with --config.likelihoods.mixed_precision={before[0]} "
+            f"--config.likelihoods.matmul_dtype={before[1]})"
+        )
+    return found
+
+
+def output_folder(output_dir: str) -> StageFolder:
+    """The stage folder of likelihood maps (`Workdir.likelihoods` or the background's)."""
+    return StageFolder(
+        output_dir,
+        "likelihood maps",
+        "use a new --workdir, or delete that folder to recompute every map",
+    )
+
+
 def prepare_output(output_dir: str, config: dict[str, Any]) -> None:
     """Writes `config.json` first, refusing to mix maps of two UBMs or two precisions.
 
     Raises:
-      ValueError: the folder already holds maps made with other UBM weights, or with
-        the network in another precision (`mixed_precision`, `matmul_dtype`).
+      stage_folder.SettingsClashError (a ValueError): the folder already holds maps made
+        with other UBM weights, or with the network in another precision
+        (`mixed_precision`, `matmul_dtype`).
+      PermissionError: the folder cannot be written.
     """
-    path = os.path.join(output_dir, CONFIG_FILE)
-    previous = read_json(path)
-    if previous and previous.get("ubm_fingerprint") != config["ubm_fingerprint"]:
-        raise ValueError(
-            f"{output_dir!r} holds likelihood maps of another UBM (weights "
-            f"{previous.get('ubm_fingerprint')}, now {config['ubm_fingerprint']}): use a new "
-            "--workdir, or delete that folder to recompute every map."
-        )
-    if previous:
-        before, now = _precision_of(previous), _precision_of(config)
-        if before != now:
-            raise ValueError(
-                f"{output_dir!r} holds likelihood maps computed in {before[0]} with "
-                f"{before[1]} convolutions, but this run computes in {now[0]} with {now[1]} "
-                f"convolutions: maps of two precisions must not be mixed. Re-run with "
-                f"--config.likelihoods.mixed_precision={before[0]} "
-                f"--config.likelihoods.matmul_dtype={before[1]}, use a new "
-                "--workdir, or delete that folder to recompute every map."
-            )
-    write_json_atomically(path, config)
+    output_folder(output_dir).claim(config, _maps_clashes)
 
 
 def extract_likelihoods(
@@ -475,7 +487,6 @@ def extract_likelihoods(
             f"UBM folder {ubm_dir!r} does not exist: train the UBM first "
             "(python -m experiments.train_ubm), or point --ubm_dir at the `ubm` folder it wrote."
         )
-    files.check_writable(output_dir)
     # Several GPUs share each batch (mirrored); one GPU or the CPU: the default strategy.
     several_gpus = len(tf.config.list_logical_devices("GPU")) > 1
     strategy = strategies.make_strategy("mirrored" if several_gpus else "default")
@@ -519,5 +530,5 @@ def extract_likelihoods(
         "last_run": stats,  # this invocation; `counts` covers every finished shard
         "counts": summarize(output_dir),
     }
-    write_json_atomically(os.path.join(output_dir, MANIFEST_FILE), manifest)
+    output_folder(output_dir).write_manifest(manifest)
     return manifest

@@ -5,8 +5,9 @@ PixelCNN++ (Salimans et al., ICLR 2017) trained on the pristine training faces o
 This stage joins the libraries: `data_prep.face_images` resolves and checks the face
 shards (a corrupt shard or crops of another size stop the run with the file named)
 and builds the image datasets; `pixelcnn_pp.training.train` trains on them. The run
-folder (`pixelcnn_pp.run_folder`, normally `Workdir.ubm`) gets `config.json` first
-(another architecture in the same folder is refused, changed settings are logged),
+folder (`pixelcnn_pp.run_folder`, normally `Workdir.ubm`) is a `StageFolder`: it gets
+`config.json` first (another architecture in the same folder is refused, changed
+settings are logged),
 then checkpoints and TensorBoard scalars from the library, then `metrics.json`. A
 finished run started again with the same settings returns its saved metrics at once,
 before any shard is read (`finished_metrics`); any other run resumes from its last
@@ -18,19 +19,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import tensorflow as tf
 from absl import logging
 
 from data_prep import face_images, files
+from data_prep.stage_folder import StageFolder
 from pixelcnn_pp import run_folder, strategies, training
 from pixelcnn_pp.config import UBMConfig, validate_config
 
 
 def _as_json(pattern: str | Sequence[str] | None) -> str | list[str] | None:
     return pattern if pattern is None or isinstance(pattern, str) else list(pattern)
+
+
+def _ubm_clashes(saved: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """Another network, or a model of other training data, in the same run folder."""
+    before, now = saved.get("ubm", {}), settings["ubm"]
+    clashes = run_folder.architecture_clashes(before, UBMConfig(**now))
+    found = [f"another architecture: {'; '.join(clashes)}"] if clashes else []
+    # The training data's perturbation decides what the model is (UBM or background).
+    rate = before.get("perturbation_rate", 0.0)
+    if rate != now["perturbation_rate"]:
+        found.append(
+            f"other training data: perturbation_rate saved {rate!r}, now "
+            f"{now['perturbation_rate']!r}"
+        )
+    return found
 
 
 def write_run_config(
@@ -43,45 +60,34 @@ def write_run_config(
 ) -> None:
     """Writes `out_dir/config.json`, refusing to mix two architectures in one folder.
 
+    Other settings (steps, learning rate) may change between runs: they are logged.
+
     Raises:
-      ValueError: the folder holds a UBM with other ARCHITECTURE_FIELDS or another
-        perturbation_rate.
+      stage_folder.SettingsClashError (a ValueError): the folder holds a UBM with other
+        ARCHITECTURE_FIELDS or another perturbation_rate.
     """
-    path = run_folder.config_path(out_dir)
-    if os.path.isfile(path):
-        saved = run_folder.read_run_config(out_dir).get("ubm", {})
-        clashes = run_folder.architecture_clashes(saved, config)
-        # The training data's perturbation decides what the model is (UBM or background).
-        saved_rate = saved.get("perturbation_rate", 0.0)
-        if saved_rate != config.perturbation_rate:
-            clashes.append(
-                f"perturbation_rate: saved {saved_rate!r}, now {config.perturbation_rate!r}"
-            )
-        if clashes:
-            raise ValueError(
-                f"{out_dir!r} holds a UBM with another architecture or training data "
-                f"({'; '.join(clashes)}): use a new output folder, or delete the old one to "
-                "start over."
-            )
-        changed = [
-            f"{name}: {saved[name]!r} -> {value!r}"
-            for name, value in dataclasses.asdict(config).items()
-            if name in saved and saved[name] != value
-        ]
-        if changed:
-            logging.warning("Settings changed since the last run in %s: %s", out_dir, changed)
-    files.write_json_atomically(
-        path,
-        {
-            "ubm": dataclasses.asdict(config),
-            "train_data": _as_json(train_pattern),
-            "val_data": _as_json(val_pattern),
-            "strategy": strategy_name,
-            "num_replicas": num_replicas,
-            "tensorflow": tf.__version__,
-        },
-        sort_keys=True,
+    folder = StageFolder(
+        out_dir,
+        "a UBM",
+        "use a new output folder, or delete the old one to start over",
+        "the UBM folder",
     )
+    settings = {
+        "ubm": dataclasses.asdict(config),
+        "train_data": _as_json(train_pattern),
+        "val_data": _as_json(val_pattern),
+        "strategy": strategy_name,
+        "num_replicas": num_replicas,
+        "tensorflow": tf.__version__,
+    }
+    saved = (folder.claim(settings, _ubm_clashes, sort_keys=True) or {}).get("ubm", {})
+    changed = [
+        f"{name}: {saved[name]!r} -> {value!r}"
+        for name, value in settings["ubm"].items()
+        if name in saved and saved[name] != value
+    ]
+    if changed:
+        logging.warning("Settings changed since the last run in %s: %s", out_dir, changed)
 
 
 def _saved_config(config: UBMConfig) -> dict:
@@ -179,7 +185,6 @@ def train_ubm(
     replicas = training.check_global_batch(config.batch_size, strategy, strategy_name)
     chief = strategies.is_chief(strategy)
     if chief:
-        files.check_writable(out_dir, "the UBM folder")
         write_run_config(out_dir, config, train_pattern, val_pattern, strategy_name, replicas)
 
     size = config.image_size
