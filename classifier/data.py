@@ -1,4 +1,4 @@
-"""Likelihood records for the detector: streamed with tf.data, or loaded into arrays.
+"""Likelihood records for the detector, streamed with tf.data (the one reader of them).
 
 Reads the shards of the `extract_likelihoods` stage
 (`LIKELIHOODS/<split>/<source>/<video>.tfrecord`, schema
@@ -11,9 +11,11 @@ what the classifier is actually given.
   the standardisation, the class weights, the protocol checks and the map-size check
   before any training); `stream_maps` then yields the maps folder by folder, never
   holding more than a tf.data buffer. Memory does not grow with the number of maps.
-- In memory (`load_likelihoods` -> `LikelihoodSet`): for small sets, tests and
-  figures. The paper's setting (1,000 real and 4,000 fake videos, 32 frames each, 64x64
-  float32 maps) would need about 2.6 GB.
+- `LikelihoodSet` holds arrays of maps and their metadata: the protocol checks take one
+  per distinct (split, method, label) of a scan (`MapScan.kinds_set`), and
+  `classifier.training.train_detector` trains on arrays a caller already holds. Nothing
+  loads a whole folder into memory: the paper's setting (1,000 real and 4,000 fake
+  videos, 32 frames each, 64x64 float32 maps) would need about 2.6 GB.
 """
 
 from __future__ import annotations
@@ -33,15 +35,6 @@ from data_prep.methods import order_methods
 SHARD_SUFFIX = ".tfrecord"
 _SCAN_BATCH = 512  # maps per batch of the statistics pass: 16 MiB of float64 values
 _INTERLEAVE = 32  # shards read in turn while training (open readers: 256 KiB each)
-# LikelihoodSet field <- (likelihood-record feature, NumPy dtype), for every field but maps.
-_RECORD_COLUMNS: dict[str, tuple[str, type]] = {
-    "labels": ("label", np.int64),
-    "methods": ("method", str),
-    "videos": ("video", str),
-    "frames": ("frame", np.int64),
-    "splits": ("split", str),
-    "image_loglik": ("image_loglik", np.float32),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,26 +153,6 @@ def _find_bad_map_shard(shards: Iterable[str], map_size: int) -> str:
             if np.any(sizes != map_size):
                 return f"{shard} has maps of size {sizes[np.any(sizes != map_size, axis=1)][0]}"
     return "a shard"
-
-
-def _load_shards(shards: list[str], map_size: int) -> LikelihoodSet:
-    dataset = tf.data.TFRecordDataset(shards).map(
-        likelihood_records.parse_map_features, num_parallel_calls=tf.data.AUTOTUNE
-    )
-    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in _FIELDS}
-    for batch in dataset.batch(2048):
-        sizes = batch["map_size"].numpy()
-        if np.any(sizes != map_size):
-            raise _size_error(shards, map_size)
-        raw = batch["loglik_map"].numpy()
-        parts["maps"].append(
-            np.frombuffer(b"".join(raw), "<f4").reshape(len(raw), map_size, map_size)
-        )
-        for name, (feature, dtype) in _RECORD_COLUMNS.items():
-            parts[name].append(batch[feature].numpy().astype(dtype))
-    if not parts["maps"]:
-        return empty_set(map_size)
-    return LikelihoodSet(**{k: np.concatenate(v) for k, v in parts.items()})
 
 
 def _size_error(shards: Sequence[str], map_size: int) -> ValueError:
@@ -406,7 +379,7 @@ def stream_maps(
       of `kind`, not standardised), `label` int64 [], `method`, `video`, `split`
       string [], `frame` int64 [].
     """
-    # Sorted folders: the order of `load_likelihoods` (and of the predictions rows).
+    # Sorted folders, sorted shards: the order of the predictions rows.
     shards = [
         s for source in sorted(sources) for s in folder_shards(likelihoods_dir, split, source)
     ]
@@ -460,38 +433,3 @@ def stream_maps(
             )
         )
     return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(keep)
-
-
-def load_likelihoods(
-    likelihoods_dir: str,
-    splits: Sequence[str] | None = None,
-    sources: Sequence[str] | None = None,
-    map_size: int = 64,
-) -> LikelihoodSet:
-    """Loads the likelihood maps of the given splits and sources into memory.
-
-    Args:
-      likelihoods_dir: the folder extract_likelihoods wrote.
-      splits, sources: folders to read (None: all found). Absent ones are skipped.
-      map_size: the expected map side; every map must be map_size x map_size.
-
-    Returns:
-      A LikelihoodSet in (split, source, video) order.
-
-    Raises:
-      FileNotFoundError: `likelihoods_dir` holds no likelihood shards at all.
-      ValueError: a map has another size than map_size x map_size.
-    """
-    found = available_sources(likelihoods_dir)
-    if not found:
-        raise _no_likelihoods(likelihoods_dir)
-    parts = []
-    for split in sorted(found) if splits is None else splits:
-        for source in found.get(split, []):
-            if sources is not None and source not in sources:
-                continue
-            pattern = os.path.join(likelihoods_dir, split, source, "*" + SHARD_SUFFIX)
-            parts.append(_load_shards(files.list_shards(pattern), map_size))
-    data = concatenate(parts, map_size)
-    logging.info("Loaded %d likelihood maps from %s.", len(data), likelihoods_dir)
-    return data

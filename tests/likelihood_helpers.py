@@ -8,10 +8,13 @@ example can be recognised by its map alone.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 
 import numpy as np
+import tensorflow as tf
 
+from classifier.data import LikelihoodSet
 from data_prep import files, likelihood_records
 from data_prep.face_records import FaceExample
 from data_prep.methods import FFPP_METHODS, ORIGINAL, PAPER_METHODS
@@ -71,6 +74,40 @@ def write_likelihood_tree(
                 path = os.path.join(root, split, source, video + SHARD_SUFFIX)
                 files.write_shard_atomically(path, records)
     return root
+
+
+def read_tree(
+    root: str, splits: tuple[str, ...] | None = None, sources: tuple[str, ...] | None = None
+) -> LikelihoodSet:
+    """Every record under `root` (or of the given splits and sources) in (split, source,
+    video) order, read shard by shard into memory: the tests' reference for what the
+    streamed reader (`classifier.data`) must yield."""
+    columns: dict[str, list] = {f.name: [] for f in dataclasses.fields(LikelihoodSet)}
+    for split in sorted(os.listdir(root)):
+        for source in sorted(os.listdir(os.path.join(root, split))):
+            if (splits and split not in splits) or (sources and source not in sources):
+                continue
+            shards = sorted(glob.glob(os.path.join(root, split, source, "*" + SHARD_SUFFIX)))
+            for serialized in tf.data.TFRecordDataset(shards).as_numpy_iterator():
+                record = likelihood_records.parse_map_features(serialized)
+                columns["maps"].append(
+                    likelihood_records.decode_map(record["loglik_map"], record["map_size"]).numpy()
+                )
+                columns["labels"].append(int(record["label"]))
+                columns["methods"].append(record["method"].numpy().decode())
+                columns["videos"].append(record["video"].numpy().decode())
+                columns["frames"].append(int(record["frame"]))
+                columns["splits"].append(record["split"].numpy().decode())
+                columns["image_loglik"].append(float(record["image_loglik"]))
+    return LikelihoodSet(
+        maps=np.stack(columns["maps"]).astype(np.float32),
+        labels=np.array(columns["labels"], np.int64),
+        methods=np.array(columns["methods"], str),
+        videos=np.array(columns["videos"], str),
+        frames=np.array(columns["frames"], np.int64),
+        splits=np.array(columns["splits"], str),
+        image_loglik=np.array(columns["image_loglik"], np.float32),
+    )
 
 
 def quarter_mask(rng: np.random.Generator, size: int = 64) -> np.ndarray:

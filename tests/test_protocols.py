@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from likelihood_helpers import write_likelihood_tree
+from likelihood_helpers import read_tree, write_likelihood_tree
 
 from classifier import data as data_lib
 from classifier import protocols, training
@@ -124,7 +124,7 @@ def test_protocol_specs():
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", protocols.PROTOCOLS)
 def test_classifier_sees_only_allowed_frames(tree, tmp_path, fit_spy, protocol):
-    all_data = data_lib.load_likelihoods(tree)
+    all_data = read_tree(tree)
     index = _index(all_data)
     summary = _run(tree, tmp_path, protocol, methods=["Face2Face"])
     assert summary["methods"]["Face2Face"]["status"] == "done"
@@ -159,7 +159,7 @@ def test_classifier_sees_only_allowed_frames(tree, tmp_path, fit_spy, protocol):
 
 def test_training_refuses_test_data_by_construction(tree):
     assert "test" not in inspect.signature(training.train_detector).parameters
-    data = data_lib.load_likelihoods(tree, sources=(ORIGINAL, "Deepfakes"))
+    data = read_tree(tree, sources=(ORIGINAL, "Deepfakes"))
     train = protocols.select(data, "train", (ORIGINAL, "Deepfakes"))
     test = protocols.select(data, "test", (ORIGINAL, "Deepfakes"))
     with pytest.raises(ValueError, match="test"):
@@ -200,7 +200,7 @@ def test_empty_val_split_is_a_clear_error(tmp_path):
         split_videos={"train": 2, "test": 1},
         frames=1,
     )
-    data = data_lib.load_likelihoods(tree)
+    data = read_tree(tree)
     with pytest.raises(protocols.EmptySplitError, match="val split has no real"):
         protocols.build_protocol_data(data, protocols.protocol_spec("known", "Deepfakes", METHODS))
 
@@ -212,9 +212,9 @@ def test_mismatched_map_sizes_are_a_clear_error(tmp_path):
         root, sources=("Deepfakes",), split_videos={"train": 1}, frames=1, size=32
     )
     with pytest.raises(ValueError, match=r"Deepfakes.*32.*expects 64x64"):
-        data_lib.load_likelihoods(root)
+        data_lib.scan_folders(root)
 
 
 def test_no_likelihoods_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run extract_likelihoods first"):
-        data_lib.load_likelihoods(str(tmp_path / "nothing"))
+        data_lib.scan_folders(str(tmp_path / "nothing"))

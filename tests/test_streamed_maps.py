@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from likelihood_helpers import write_likelihood_tree
+from likelihood_helpers import read_tree, write_likelihood_tree
 
 from classifier import data as data_lib
 from classifier.config import DetectorConfig
@@ -37,7 +37,7 @@ def tree(tmp_path_factory) -> str:
 
 def test_scan_matches_the_maps_in_memory(tree):
     scans = data_lib.scan_folders(tree)
-    loaded = data_lib.load_likelihoods(tree)
+    loaded = read_tree(tree)
     for (split, source), scan in scans.items():
         part = loaded.subset((loaded.splits == split) & (loaded.methods == source))
         assert scan.count == len(part) > 0
@@ -55,7 +55,7 @@ def test_scan_matches_the_maps_in_memory(tree):
 
 
 def test_stream_yields_the_maps_of_its_folders(tree):
-    loaded = data_lib.load_likelihoods(tree)
+    loaded = read_tree(tree)
     expected = loaded.subset(
         (loaded.splits == "val") & np.isin(loaded.methods, (ORIGINAL, "FaceSwap"))
     )
