@@ -147,8 +147,7 @@ def find_methods(likelihoods_dir: str) -> tuple[str, ...]:
 
 def _find_bad_map_shard(shards: Iterable[str], map_size: int) -> str:
     for shard in shards:
-        dataset = tf.data.TFRecordDataset(shard).map(likelihood_records.parse_map_features)
-        for batch in dataset.batch(1024):
+        for batch in likelihood_records.read_records([shard], ("map_size",)).batch(1024):
             sizes = batch["map_size"].numpy()
             if np.any(sizes != map_size):
                 return f"{shard} has maps of size {sizes[np.any(sizes != map_size, axis=1)][0]}"
@@ -273,8 +272,8 @@ def folder_shards(likelihoods_dir: str, split: str, source: str) -> list[str]:
 
 def _scan_shards(shards: list[str], split: str, source: str, map_size: int) -> MapScan:
     scan = MapScan()
-    dataset = tf.data.TFRecordDataset(shards).map(
-        likelihood_records.parse_map_and_image_features, num_parallel_calls=tf.data.AUTOTUNE
+    dataset = likelihood_records.read_records(
+        shards, ("map_size", "split", "method", "label", "video", "loglik_map", "image")
     )
     for batch in dataset.batch(_SCAN_BATCH).prefetch(1):
         sizes = batch["map_size"].numpy()
@@ -385,11 +384,12 @@ def stream_maps(
     ]
     wanted = tf.constant(list(sources), tf.string)
 
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        if kind == MAPS:  # the crop is not decoded
-            parsed = likelihood_records.parse_map_features(serialized)
-        else:
-            parsed = likelihood_records.parse_map_and_image_features(serialized)
+    metadata = ("label", "method", "video", "split", "frame")
+    # The crop is read (and decoded) only for the pixel inputs.
+    crop = () if kind == MAPS else ("image", "image_size")
+    fields = (*metadata, "loglik_map", "map_size", *crop)
+
+    def decode(parsed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         loglik = likelihood_records.decode_map(parsed["loglik_map"], parsed["map_size"])
         loglik = tf.ensure_shape(loglik, [map_size, map_size])
         if kind == MAPS:
@@ -400,7 +400,7 @@ def stream_maps(
         return {
             "map": loglik,
             "input": tf.ensure_shape(features, [map_size, map_size, len(CHANNELS[kind])]),
-            **{k: parsed[k] for k in ("label", "method", "video", "split", "frame")},
+            **{k: parsed[k] for k in metadata},
         }
 
     def keep(example: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -432,4 +432,5 @@ def stream_maps(
                 block_length=1,
             )
         )
-    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(keep)
+    parsed = likelihood_records.read_records(records, fields)
+    return parsed.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(keep)

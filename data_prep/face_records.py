@@ -12,7 +12,7 @@ mask has no `mask` feature at all, so its bytes are those of the schema before m
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -177,3 +177,9 @@ def parse_face_numpy(serialized: bytes) -> FaceExample:
         box=tuple(int(v) for v in feature["box"].int64_list.value),
         mask=mask,
     )
+
+
+def read_examples(path: str) -> Iterator[FaceExample]:
+    """Every face example of one shard, decoded eagerly (`parse_face_numpy`), in order."""
+    for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        yield parse_face_numpy(serialized)

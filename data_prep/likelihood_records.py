@@ -1,4 +1,4 @@
-"""The likelihood-map TFRecord schema: writer and parsers together.
+"""The likelihood-map TFRecord schema: its writer, parsers and the one reader of its shards.
 
 One example per face crop (design `data.md`): every feature of the face-crop schema
 (`face_records.face_features`: image, video, frame, method, label, split,
@@ -12,7 +12,7 @@ feature of Khodabakhsh & Busch (BIOSIG 2020) that the LeNet-style detector reads
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -81,9 +81,6 @@ LIKELIHOOD_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
 MAP_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
     k: v for k, v in LIKELIHOOD_FEATURE_SPEC.items() if k not in IMAGE_FIELDS
 }
-IMAGE_LOGLIK_FEATURE_SPEC: dict[str, tf.io.FixedLenFeature] = {
-    k: LIKELIHOOD_FEATURE_SPEC[k] for k in IMAGE_LOGLIK_FIELDS
-}
 
 
 def decode_map(raw: tf.Tensor, map_size: tf.Tensor) -> tf.Tensor:
@@ -122,12 +119,6 @@ def parse_map_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     return tf.io.parse_single_example(serialized, MAP_FEATURE_SPEC)
 
 
-def parse_map_and_image_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """`parse_map_features` plus the crop, undecoded: `image` raw bytes and
-    `image_size` int64 [2] (`face_records.decode_image` decodes it). Pure; batchable."""
-    return tf.io.parse_single_example(serialized, LIKELIHOOD_FEATURE_SPEC)
-
-
 def parse_fields(serialized: tf.Tensor, fields: Sequence[str]) -> dict[str, tf.Tensor]:
     """Only `fields` of one serialised likelihood example (any of the face schema's,
     `mask` included, and `loglik_map`, `map_size`, `image_loglik`), raw: decode with
@@ -138,11 +129,6 @@ def parse_fields(serialized: tf.Tensor, fields: Sequence[str]) -> dict[str, tf.T
     """
     spec = {**LIKELIHOOD_FEATURE_SPEC, **face_records.MASK_FEATURE_SPEC}
     return tf.io.parse_single_example(serialized, {name: spec[name] for name in fields})
-
-
-def parse_image_loglik(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Parses only `image_loglik` float32 [] and `map_size` int64 [2] (pure; batchable)."""
-    return tf.io.parse_single_example(serialized, IMAGE_LOGLIK_FEATURE_SPEC)
 
 
 def map_from_bytes(raw: bytes, map_size: tuple[int, int]) -> np.ndarray:
@@ -170,3 +156,33 @@ def parse_likelihood_numpy(serialized: bytes) -> LikelihoodExample:
         loglik_map=loglik_map,
         image_loglik=float(feature["image_loglik"].float_list.value[0]),
     )
+
+
+def read_records(
+    shards: Sequence[str] | tf.data.Dataset, fields: Sequence[str] = tuple(MAP_FEATURE_SPEC)
+) -> tf.data.Dataset:
+    """The one reader of likelihood shards: their records in order, `fields` parsed raw.
+
+    Args:
+      shards: shard paths, read one after the other; or a dataset of serialised
+        records (e.g. shards interleaved for training).
+      fields: what to parse (`parse_fields`); by default everything but the crop. Decode
+        `loglik_map` with `decode_map`, `image` with `face_records.decode_image`.
+
+    Returns:
+      A dataset of dicts {field: tensor}, one per record, in file order (parsed in
+      parallel, order kept).
+    """
+    records = shards if isinstance(shards, tf.data.Dataset) else tf.data.TFRecordDataset(shards)
+    fields = tuple(fields)
+    return records.map(
+        lambda serialized: parse_fields(serialized, fields),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def read_examples(path: str) -> Iterator[LikelihoodExample]:
+    """Every record of one shard, decoded eagerly (`parse_likelihood_numpy`), in order."""
+    for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        yield parse_likelihood_numpy(serialized)

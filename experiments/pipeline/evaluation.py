@@ -94,9 +94,8 @@ def _shards(faces_dir: str, split: str) -> list[str]:
 def _face_batches(shards: Sequence[str], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Crops of the shards in batches: image uint8 [B, S, S, 3], method, video str [B],
     frame, label int [B]. One batch and one shard record at a time in memory."""
-    import tensorflow as tf  # noqa: PLC0415 (TensorFlow only once the inputs are checked)
-
-    from data_prep.face_records import parse_face_numpy  # noqa: PLC0415
+    # TensorFlow (under face_records) only once the inputs are checked.
+    from data_prep import face_records  # noqa: PLC0415
 
     columns: dict[str, list] = {k: [] for k in ("image", "method", "video", "frame", "label")}
 
@@ -107,8 +106,7 @@ def _face_batches(shards: Sequence[str], batch_size: int) -> Iterator[dict[str, 
         return batch
 
     for shard in shards:
-        for record in tf.data.TFRecordDataset(shard):
-            face = parse_face_numpy(record.numpy())
+        for face in face_records.read_examples(shard):
             for key in columns:
                 columns[key].append(getattr(face, key))
             if len(columns["image"]) == batch_size:

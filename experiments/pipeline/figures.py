@@ -26,7 +26,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from matplotlib import ticker
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
@@ -85,7 +84,7 @@ def image_logliks(
         shards = _shards(likelihoods_dir, split, source)
         if not shards:
             continue
-        dataset = tf.data.TFRecordDataset(shards).map(likelihood_records.parse_image_loglik)
+        dataset = likelihood_records.read_records(shards, likelihood_records.IMAGE_LOGLIK_FIELDS)
         parts = [b["image_loglik"].numpy() for b in dataset.batch(4096)]
         values[source] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return values
@@ -125,9 +124,7 @@ def plot_loglik_histograms(values: dict[str, np.ndarray], split: str, path: str)
 
 
 def _read_shard(path: str) -> list[likelihood_records.LikelihoodExample]:
-    return [
-        likelihood_records.parse_likelihood_numpy(r.numpy()) for r in tf.data.TFRecordDataset(path)
-    ]
+    return list(likelihood_records.read_examples(path))
 
 
 def pick_examples(

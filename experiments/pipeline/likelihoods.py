@@ -95,9 +95,7 @@ def plan_shards(faces_dir: str, output_dir: str) -> list[ShardTask]:
 
 def read_faces(path: str) -> list[face_records.FaceExample]:
     """All face examples of one shard, in order."""
-    return [
-        face_records.parse_face_numpy(record.numpy()) for record in tf.data.TFRecordDataset(path)
-    ]
+    return list(face_records.read_examples(path))
 
 
 def model_fingerprint(weights: list[np.ndarray]) -> str:
@@ -350,7 +348,7 @@ def summarize(output_dir: str) -> dict[str, Any]:
     for key, shards in groups.items():
         entry = totals[key]
         entry["videos"] += len(shards)
-        dataset = tf.data.TFRecordDataset(shards).map(likelihood_records.parse_image_loglik)
+        dataset = likelihood_records.read_records(shards, likelihood_records.IMAGE_LOGLIK_FIELDS)
         for batch in dataset.batch(4096):
             entry["frames"] += int(batch["image_loglik"].shape[0])
             entry["loglik"] += float(tf.reduce_sum(tf.cast(batch["image_loglik"], tf.float64)))

@@ -28,15 +28,15 @@ BATCH = 64  # maps per batch: [64, 4096] pixel scores and a [64, 4097] IoU curve
 _READ_FIELDS = ("loglik_map", "map_size", "video", "frame", "mask")
 
 
-def _parser(map_size: int):
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        parsed = likelihood_records.parse_fields(serialized, _READ_FIELDS)
+def _decoder(map_size: int):
+    def decode(parsed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        parsed = dict(parsed)
         loglik = likelihood_records.decode_map(parsed.pop("loglik_map"), parsed.pop("map_size"))
         parsed["loglik_map"] = tf.ensure_shape(loglik, [map_size, map_size])
         parsed["has_mask"], parsed["mask"] = face_records.decode_mask(parsed.pop("mask"), map_size)
         return parsed
 
-    return parse
+    return decode
 
 
 def read_batches(
@@ -58,13 +58,13 @@ def read_batches(
     shards = data_lib.folder_shards(likelihoods_dir, split, source)
     if not shards:
         return
-    parse = _parser(map_size)
-    dataset = tf.data.TFRecordDataset(shards).map(parse)
+    decode = _decoder(map_size)
+    dataset = likelihood_records.read_records(shards, _READ_FIELDS).map(decode)
     if background_dir is not None:
         mirrored = [
             os.path.join(background_dir, os.path.relpath(p, likelihoods_dir)) for p in shards
         ]
-        background = tf.data.TFRecordDataset(mirrored).map(parse)
+        background = likelihood_records.read_records(mirrored, _READ_FIELDS).map(decode)
         dataset = tf.data.Dataset.zip(dataset, background).map(_with_background)
     for batch in dataset.batch(BATCH).prefetch(2):
         out = {k: v.numpy() for k, v in batch.items()}
@@ -130,8 +130,7 @@ def score_maps(
 def face_image(likelihoods_dir: str, method: str, video: str, frame: int) -> np.ndarray | None:
     """The face crop uint8 [S, S, 3] of one test frame (None: not in its shard)."""
     path = os.path.join(likelihoods_dir, "test", method, video + SHARD_SUFFIX)
-    for raw in tf.data.TFRecordDataset(path):
-        record = likelihood_records.parse_likelihood_numpy(raw.numpy())
+    for record in likelihood_records.read_examples(path):
         if record.face.frame == frame:
             return record.face.image
     return None

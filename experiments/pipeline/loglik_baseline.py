@@ -35,7 +35,6 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
 from classifier import data as data_lib
 from classifier import metrics
@@ -114,11 +113,8 @@ def read_folder(likelihoods_dir: str, split: str, source: str) -> FrameScalars:
     if not shards:
         return _concat([])
 
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        return likelihood_records.parse_fields(serialized, _FIELDS)
-
     parts = []
-    dataset = tf.data.TFRecordDataset(shards).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = likelihood_records.read_records(shards, _FIELDS)
     for batch in dataset.batch(_BATCH).prefetch(1):
         keep = (batch["split"].numpy().astype(str) == split) & (
             batch["method"].numpy().astype(str) == source

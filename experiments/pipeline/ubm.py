@@ -44,7 +44,7 @@ def _ubm_clashes(saved: Mapping[str, Any], settings: Mapping[str, Any]) -> list[
     rate = before.get("perturbation_rate", 0.0)
     if rate != now["perturbation_rate"]:
         found.append(
-            f"other training data: perturbation_rate saved {rate!r}, now "
+            f"other training data: perturbation_rate: saved {rate!r}, now "
             f"{now['perturbation_rate']!r}"
         )
     return found
