@@ -12,9 +12,8 @@ what the classifier is actually given.
   before any training); `stream_maps` then yields the maps folder by folder, never
   holding more than a tf.data buffer. Memory does not grow with the number of maps.
 - `LikelihoodSet` holds arrays of maps and their metadata: the protocol checks take one
-  per distinct (split, method, label) of a scan (`MapScan.kinds_set`), and
-  `classifier.training.train_detector` trains on arrays a caller already holds. Nothing
-  loads a whole folder into memory: the paper's setting (1,000 real and 4,000 fake
+  per distinct (split, method, label) of a scan (`MapScan.kinds_set`). Nothing loads a
+  whole folder into memory: the paper's setting (1,000 real and 4,000 fake
   videos, 32 frames each, 64x64 float32 maps) would need about 2.6 GB.
 """
 

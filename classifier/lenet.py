@@ -95,7 +95,7 @@ def build_lenet(
         on pixels (`classifier.inputs`): only the first convolution grows.
       num_classes: 2 (class 0 real, class 1 fake).
       map_mean, map_std: the standardisation of the input maps, fitted on training
-        maps (`classifier.training.fit_standardization`), or one per channel; kept in
+        maps (`classifier.data.MapScan.standardization`), or one per channel; kept in
         the saved model.
       bn_momentum: decay of the batch-norm moving statistics used at inference. 0.9
         (PyTorch's default, Keras' is 0.99) lets them settle within a few dozen

@@ -8,13 +8,12 @@ What the paper leaves open, decided here and recorded in every metrics.json:
   stored in the model's first layer (`lenet.MapStandardization`).
 - Epoch selection: after every epoch the model is scored on the validation split
   (with the same class balancing, so the score is balanced accuracy at 0.5; ties go
-  to the lower balanced loss); the best epoch's weights are kept. `train_detector`
+  to the lower balanced loss); the best epoch's weights are kept. `train_streamed`
   takes no test data and refuses anything but the train and val splits.
 
-Two entry points share one training loop: `train_detector` over in-memory
-`LikelihoodSet`s (small sets, tests), and `train_streamed` over tf.data streams of
-maps (the detection stage), given the standardisation and class counts of one
-streaming pass (`classifier.data.MapScan`). Training examples go through a shuffle
+`train_streamed` trains on tf.data streams of maps (`classifier.data.stream_maps`),
+given the standardisation and class counts of one streaming pass
+(`classifier.data.MapScan`). Training examples go through a shuffle
 buffer of at most `SHUFFLE_BUFFER` maps, seeded from the config seed, so memory stays
 bounded and a re-run sees the same order.
 """
@@ -31,7 +30,7 @@ from absl import logging
 
 from classifier import lenet
 from classifier.config import MAPS, DetectorConfig
-from classifier.data import LikelihoodSet, MapScan
+from classifier.data import MapScan
 from classifier.inputs import CHANNELS
 
 BALANCE = "class_weights"
@@ -50,21 +49,6 @@ class TrainedDetector:
     # {"mean", "std"} of the training inputs: floats for maps, one per channel otherwise
     standardization: dict[str, float | list[float]]
     class_weights: dict[int, float]
-
-
-def fit_standardization(maps: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of maps [N, H, W] (float64 sums; std floored)."""
-    maps = np.asarray(maps, np.float64)
-    return float(maps.mean()), max(float(maps.std()), 1e-6)
-
-
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """{class: N / (2 N_class)} for labels [N] in {0, 1}.
-
-    Raises:
-      ValueError: a class is absent.
-    """
-    return class_weights_from_counts(np.bincount(np.asarray(labels), minlength=2))
 
 
 def class_weights_from_counts(counts: np.ndarray) -> dict[int, float]:
@@ -174,62 +158,6 @@ def _fit(
 def _check_config(config: DetectorConfig) -> None:
     if config.balance != BALANCE:
         raise ValueError(f"Unsupported balance {config.balance!r}; only {BALANCE!r} is.")
-
-
-def train_detector(
-    train: LikelihoodSet,
-    val: LikelihoodSet,
-    config: DetectorConfig,
-    verbose: int = 0,
-) -> TrainedDetector:
-    """Trains the detector on in-memory `train`, choosing the epoch on `val`.
-
-    Args:
-      train: training maps (split "train" only), both classes present.
-      val: selection maps (split "val" only), both classes present.
-      config: epochs, learning rate, batch size, seed.
-      verbose: Keras fit verbosity (0 silent, 2 one line per epoch).
-
-    Returns:
-      The TrainedDetector holding the best validation epoch's weights.
-
-    Raises:
-      ValueError: an example of another split is passed, a class is missing, or the
-        sets are empty.
-    """
-    for data, split in ((train, "train"), (val, "val")):
-        if len(data) == 0:
-            raise ValueError(f"The {split} set is empty: nothing to train or select on.")
-        others = sorted(set(np.unique(data.splits).tolist()) - {split})
-        if others:
-            raise ValueError(f"The {split} set holds examples of the {others} split(s).")
-    _check_config(config)
-    weights = class_weights(train.labels)
-    val_weights = class_weights(val.labels)
-    logging.info(
-        "Training on %d maps (%s), selecting on %d val maps; class weights %s.",
-        len(train),
-        train.composition(),
-        len(val),
-        weights,
-    )
-
-    def pairs(data: LikelihoodSet) -> tf.data.Dataset:
-        return tf.data.Dataset.from_tensor_slices(
-            (data.maps[..., None].astype(np.float32), data.labels)
-        )
-
-    return _fit(
-        pairs(train),
-        pairs(val),
-        input_shape=(*train.maps.shape[1:], 1),
-        num_train=len(train),
-        standardization=fit_standardization(train.maps),
-        weights=weights,
-        val_weights=val_weights,
-        config=config,
-        verbose=verbose,
-    )
 
 
 def train_streamed(

@@ -14,7 +14,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from classifier import data as data_lib
+from classifier import training
+from classifier.config import DetectorConfig
 from classifier.data import LikelihoodSet
+from classifier.training import TrainedDetector
 from data_prep import files, likelihood_records
 from data_prep.face_records import FaceExample
 from data_prep.methods import FFPP_METHODS, ORIGINAL, PAPER_METHODS
@@ -107,6 +111,25 @@ def read_tree(
         frames=np.array(columns["frames"], np.int64),
         splits=np.array(columns["splits"], str),
         image_loglik=np.array(columns["image_loglik"], np.float32),
+    )
+
+
+def train_on_tree(
+    root: str, sources: tuple[str, ...], config: DetectorConfig, val_split: str = "val"
+) -> TrainedDetector:
+    """The detection stage's training on a tree: scan, stream, `train_streamed` (the
+    train split of `sources` to train on, `val_split` of them to select on)."""
+    scans = data_lib.scan_folders(root, sources=sources)
+
+    def scan_of(split: str) -> data_lib.MapScan:
+        return data_lib.combine_scans(s for (sp, _), s in scans.items() if sp == split)
+
+    return training.train_streamed(
+        data_lib.stream_maps(root, "train", sources, shuffle_seed=config.seed),
+        data_lib.stream_maps(root, val_split, sources),
+        scan_of("train"),
+        scan_of(val_split),
+        config,
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from likelihood_helpers import train_on_tree, write_masked_shard
 
-from classifier import lenet, training
+from classifier import lenet
 from classifier.config import DetectorConfig
 from classifier.data import LikelihoodSet
+from data_prep.methods import ORIGINAL
 
 
 def test_parameter_count_matches_the_paper():
@@ -30,14 +32,18 @@ def test_output_shape_and_probabilities(rng):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def _set(rng, split: str, n: int, offset: float) -> LikelihoodSet:
+def _set(rng, root: str, split: str, n: int, offset: float) -> LikelihoodSet:
+    """n maps of one split, written as likelihood shards (one video each) under root."""
     labels = np.arange(n) % 2
     maps = rng.normal(offset, 2.0, (n, 64, 64)).astype(np.float32)
     maps[labels == 1, 20:40, 20:40] -= 3.0
+    for i, (loglik, label) in enumerate(zip(maps, labels, strict=True)):
+        source = "Deepfakes" if label else ORIGINAL
+        write_masked_shard(root, split, source, f"{i:03d}", [loglik], [None])
     return LikelihoodSet(
         maps=maps,
         labels=labels.astype(np.int64),
-        methods=np.where(labels == 1, "Deepfakes", "original"),
+        methods=np.where(labels == 1, "Deepfakes", ORIGINAL),
         videos=np.array([f"{i:03d}" for i in range(n)]),
         frames=np.zeros(n, np.int64),
         splits=np.full(n, split),
@@ -47,10 +53,11 @@ def _set(rng, split: str, n: int, offset: float) -> LikelihoodSet:
 
 @pytest.mark.slow
 def test_standardisation_is_fitted_on_training_maps_and_saved(tmp_path, rng):
-    train = _set(rng, "train", 16, offset=-4.0)
-    val = _set(rng, "val", 8, offset=-9.0)  # a different offset: must not leak in
+    root = str(tmp_path / "likelihoods")
+    train = _set(rng, root, "train", 16, offset=-4.0)
+    val = _set(rng, root, "val", 8, offset=-9.0)  # a different offset: must not leak in
     config = DetectorConfig(epochs=1, batch_size=8, bootstrap_samples=10)
-    trained = training.train_detector(train, val, config)
+    trained = train_on_tree(root, (ORIGINAL, "Deepfakes"), config)
     layer = trained.model.get_layer("standardize")
     assert np.isclose(layer.mean, float(np.mean(train.maps, dtype=np.float64)))
     assert np.isclose(layer.std, float(np.std(train.maps, dtype=np.float64)))

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from likelihood_helpers import read_tree, write_likelihood_tree
+from likelihood_helpers import read_tree, train_on_tree, write_likelihood_tree
 
 from classifier import data as data_lib
 from classifier import protocols, training
@@ -158,12 +158,12 @@ def test_classifier_sees_only_allowed_frames(tree, tmp_path, fit_spy, protocol):
 
 
 def test_training_refuses_test_data_by_construction(tree):
-    assert "test" not in inspect.signature(training.train_detector).parameters
+    assert "test" not in inspect.signature(training.train_streamed).parameters
     data = read_tree(tree, sources=(ORIGINAL, "Deepfakes"))
     train = protocols.select(data, "train", (ORIGINAL, "Deepfakes"))
-    test = protocols.select(data, "test", (ORIGINAL, "Deepfakes"))
     with pytest.raises(ValueError, match="test"):
-        training.train_detector(train, test, CONFIG)  # test maps passed as "val"
+        # test maps passed as "val"
+        train_on_tree(tree, (ORIGINAL, "Deepfakes"), CONFIG, val_split="test")
     spec = protocols.protocol_spec("loo", "Deepfakes", METHODS)
     with pytest.raises(ValueError, match="held-out method Deepfakes|not in"):
         protocols.check_training_data(train, spec, "train")
