@@ -38,3 +38,6 @@ class DetectorConfig:
     # (the method), then any baselines on the same crops (`classifier.inputs`; the
     # configurations name them).
     inputs: tuple[str, ...] = (MAPS,)
+    # The protocols whose tables get the baselines' rows (the maps' detectors are
+    # trained for every protocol).
+    baseline_protocols: tuple[str, ...] = PROTOCOLS

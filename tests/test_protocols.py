@@ -23,6 +23,7 @@ from classifier import protocols, training
 from classifier.config import DetectorConfig
 from data_prep.methods import ORIGINAL
 from data_prep.methods import PAPER_METHODS as METHODS
+from experiments.configs import base as config_base
 from experiments.configs import load_config
 from experiments.pipeline import detection
 from experiments.pipeline.workdir import Workdir
@@ -218,3 +219,22 @@ def test_mismatched_map_sizes_are_a_clear_error(tmp_path):
 def test_no_likelihoods_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run extract_likelihoods first"):
         data_lib.scan_folders(str(tmp_path / "nothing"))
+
+
+@pytest.mark.slow
+def test_baselines_are_trained_for_the_protocols_named(tree, tmp_path):
+    detector = dataclasses.replace(
+        CONFIG, inputs=("maps", "pixels_grey"), baseline_protocols=("known",)
+    )
+    for protocol in ("known", "loo"):
+        _run(tree, tmp_path, protocol, methods=["Face2Face"], detector=detector)
+    workdir = Workdir(str(tmp_path))
+    assert detection.finished_methods(workdir, "known", "pixels_grey") == ("Face2Face",)
+    assert detection.finished_methods(workdir, "loo") == ("Face2Face",)
+    assert not os.path.exists(workdir.protocol("loo", "pixels_grey"))
+
+
+def test_baseline_protocols_must_be_tables():
+    bad = _config(dataclasses.replace(CONFIG, baseline_protocols=("all",)))
+    with pytest.raises(ValueError, match="baseline_protocols: all is no table's protocol"):
+        config_base.validate(bad)

@@ -11,7 +11,7 @@ import dataclasses
 
 from absl import logging
 
-from classifier.config import DetectorConfig
+from classifier.config import PROTOCOLS, DetectorConfig
 from data_prep.config import SyntheticConfig
 from data_prep.face_settings import FaceSettings
 from pixelcnn_pp.config import MATMUL_DTYPES, MIXED_PRECISION_POLICIES, UBMConfig, validate_config
@@ -118,6 +118,12 @@ def validate(config: ExperimentConfig) -> None:
             raise ValueError(
                 f"detector.{name} must be at least 1, got {getattr(config.detector, name)}."
             )
+    unknown = sorted(set(config.detector.baseline_protocols) - set(PROTOCOLS))
+    if unknown:
+        raise ValueError(
+            f"detector.baseline_protocols: {', '.join(unknown)} is no table's protocol; "
+            f"name any of {', '.join(PROTOCOLS)} (or none)."
+        )
     if config.detector.learning_rate <= 0:
         raise ValueError(
             f"detector.learning_rate must be positive, got {config.detector.learning_rate}."

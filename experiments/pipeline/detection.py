@@ -252,9 +252,10 @@ def run_protocol(
 ) -> dict[str, Any]:
     """The `run_detection` stage: one protocol, one detector per method and input.
 
-    The LeNet on the maps (the method) first, then, for the known and leave-one-out
-    protocols, the same LeNet on each baseline input of `config.detector.inputs`
-    (`classifier.inputs`: the crops' pixels) in `detection/<protocol>_<inputs>/`.
+    The LeNet on the maps (the method) first, then, for the protocols of
+    `config.detector.baseline_protocols` (known and leave-one-out by default), the same
+    LeNet on each baseline input of `config.detector.inputs` (`classifier.inputs`: the
+    crops' pixels) in `detection/<protocol>_<inputs>/`.
     Leave-one-out needs two methods or more: with one (a dataset whose fakes name no
     method) it is skipped, and its summary says why.
 
@@ -286,7 +287,9 @@ def run_protocol(
             f"Unknown protocol {protocol!r}: choose one of {', '.join(DETECTION_PROTOCOLS)}."
         )
     inputs.check_kinds(config.detector.inputs)
-    kinds = (MAPS,) if protocol == ALL else config.detector.inputs
+    kinds = config.detector.inputs
+    if protocol not in config.detector.baseline_protocols:  # `all`: the maps only
+        kinds = tuple(k for k in kinds if k == MAPS) or (MAPS,)
     scans: dict[tuple[str, ...], dict[tuple[str, str], data_lib.MapScan]] = {}
     summaries = [
         _run_inputs(config, workdir, protocol, methods, likelihoods_dir, verbose, kind, scans)
