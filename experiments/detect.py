@@ -60,26 +60,19 @@ def main(argv: list[str]) -> None:
     devices.quiet_tensorflow_logs()
     from data_prep import files
     from experiments.pipeline import detect_report, detector
-    from experiments.pipeline.detect_inputs import NoInputError, expand_inputs
+    from experiments.pipeline.detect_inputs import expand_inputs
 
-    try:
+    with cli.stage_errors():
         inputs = expand_inputs(INPUT.value, detector.input_kind)
-    except NoInputError as err:
-        raise app.UsageError(str(err)) from None
     if not inputs.files:
         raise app.UsageError(
             f"--input names no video or image ({len(inputs.skipped)} other file(s) found); "
             f"videos: {' '.join(detector.VIDEO_EXTENSIONS)}; images: "
             f"{' '.join(detector.IMAGE_EXTENSIONS)}."
         )
-    try:
+    with cli.stage_errors(f"--out={OUT.value!r}"):
         model = detector.Detector.load(MODEL.value)
-    except detector.ModelFolderError as err:
-        raise app.UsageError(str(err)) from None
-    try:
         files.check_writable(OUT.value, "--out")
-    except PermissionError as err:
-        raise app.UsageError(str(err)) from None
     logging.info(
         "detect: %d input(s), %d non-media file(s) skipped, model %s (threshold %.3f)",
         len(inputs.files),

@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
     devices.quiet_tensorflow_logs()
     from experiments.pipeline import evaluation
 
-    try:
+    with cli.stage_errors(f"--out={OUT.value!r}"):
         reports = evaluation.evaluate_levels(
             MODEL.value,
             DATASET.value,
@@ -104,8 +104,6 @@ def main(argv: list[str]) -> None:
             frames_per_video=FRAMES_PER_VIDEO.value,
             bootstrap_samples=BOOTSTRAP.value,
         )
-    except (ValueError, FileNotFoundError, PermissionError) as err:
-        raise app.UsageError(str(err)) from None
     for level, report in reports.items():
         summary = {
             k: report["metrics"][k]["value"] for k in ("frame_auc", "video_auc", "frame_accuracy")

@@ -33,11 +33,9 @@ def main(argv: list[str]) -> None:
     devices.quiet_tensorflow_logs()  # before TensorFlow loads (its CUDA noise on CPUs)
     workdir = cli.workdir(WORKDIR)
     specs = EVALUATIONS.value or [os.path.join(workdir.evaluation(), "*")]
-    try:
+    with cli.stage_errors(f"--workdir={workdir.root!r}"):
         folders = cross_tables.expand_folders(specs)
         paths = cross_tables.make_cross_table(workdir, folders)
-    except (ValueError, PermissionError) as err:
-        raise app.UsageError(str(err)) from None
     logging.info("make_cross_table: %d evaluations -> %s", len(folders), ", ".join(paths))
 
 
