@@ -1,6 +1,6 @@
 """A CPU-sized configuration for the generated FF++-layout dataset.
 
-Run: make reproduce   (no variables; about 12.5 minutes on a 2-core CPU, see BENCHMARKS.md)
+Run: make reproduce   (no variables; 1,504 s on a 2-core AVX2 CPU, see BENCHMARKS.md)
 Its tables test the pipeline end to end; they are not comparable with the paper
 (95.73% mean frame accuracy on unseen methods).
 """
