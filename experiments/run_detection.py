@@ -66,6 +66,9 @@ def main(argv: list[str]) -> None:
             likelihoods_dir=LIKELIHOODS_DIR.value,
             verbose=2,
         )
+    if "skipped" in summary:  # leave-one-out of a dataset with one manipulation
+        logging.warning("%s: skipped: %s.", PROTOCOL.value, summary["skipped"])
+        return
     for method, entry in summary["methods"].items():
         if entry["status"] == "done":
             logging.info("%s: test frame accuracy %.4f", method, entry["test_frame_accuracy"])

@@ -11,6 +11,8 @@ import dataclasses
 import inspect
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -238,3 +240,32 @@ def test_baseline_protocols_must_be_tables():
     bad = _config(dataclasses.replace(CONFIG, baseline_protocols=("all",)))
     with pytest.raises(ValueError, match="baseline_protocols: all is no table's protocol"):
         config_base.validate(bad)
+
+
+def test_leave_one_out_of_one_method_is_skipped_by_the_binary(tmp_path):
+    """A dataset whose fakes name no method (one fake source): run_detection --protocol=loo
+    says why it is skipped and succeeds, so make reproduce goes on to the tables."""
+    tree = write_likelihood_tree(
+        str(tmp_path / "likelihoods"),
+        sources=(ORIGINAL, "Deepfakes"),
+        split_videos={"train": 1, "val": 1, "test": 1},
+        frames=1,
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.run_detection",
+            "--config=smoke",
+            f"--workdir={tmp_path / 'work'}",
+            f"--likelihoods_dir={tree}",
+            "--protocol=loo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loo: skipped: leave-one-out needs two methods or more" in result.stderr
+    summary = json.loads((tmp_path / "work" / "detection" / "loo" / "summary.json").read_text())
+    assert "skipped" in summary
