@@ -1,7 +1,9 @@
 """Real faces on a CPU: between `smoke` (generated faces) and `paper` (a GPU).
 
-Run: make reproduce DATASET=crops DATASET_ROOT=DIR CONFIG=cpu   (face crops, e.g. DFDC's)
-     make reproduce FFPP_ROOT=DIR SPLITS_DIR=DIR CONFIG=cpu FRAMES=32   (FF++ on a CPU)
+Run: make reproduce DATASET=crops DATASET_ROOT=DIR CONFIG=cpu ALLOW_CPU=1   (face crops)
+     make reproduce FFPP_ROOT=DIR SPLITS_DIR=DIR CONFIG=cpu FRAMES=32 ALLOW_CPU=1   (FF++)
+(ALLOW_CPU=1: the UBM stages stop any configuration but smoke on a machine without a GPU
+unless told to run on the CPU.)
 
 Chosen by measurement (`python -m experiments.bench_ubm_scaling`, BENCHMARKS.md "Real
 faces"): on the DFDC face crops (seeded source split, 5,624 pristine training crops),
